@@ -1,0 +1,20 @@
+"""The ``data:`` config section (SFT data files). Owned by the data stage."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from instructkit.config.base import Section
+
+
+class DataConfig(Section):
+    paths: list[str] = Field(default_factory=list, description="Data files (JSON/JSONL) or folders of them.")
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion"] = Field(
+        "auto", description="Record format; auto-detects per file from the first record.")
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="raise: stop at the first bad record; skip: count and report every skipped record.")
+    max_length: int = Field(2048, description="Token budget per example; longer examples are truncated (reported).")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of examples held out for validation.")
+    limit: Optional[int] = Field(None, description="Use at most this many examples (debugging).")

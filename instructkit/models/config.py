@@ -1,0 +1,21 @@
+"""The ``model:`` config section."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from instructkit.config.base import Section
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field("smollm2-135m-instruct",
+                              description="Built-in alias, local HF folder, .gguf file, or hub id (org/name).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights/compute dtype. bfloat16 on GPUs; float32 for exact CPU tests.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] = Field(
+        "sdpa", description="Attention kernel. flash_attention_2 needs flash-attn on a CUDA GPU.")
+    chat_template: Optional[str] = Field(
+        None, description="Chat template: None = the tokenizer's own; or a shipped name "
+                          "(chatml, llama3, vicuna, alpaca, plain), a .jinja file, or Jinja text.")
