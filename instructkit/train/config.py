@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+from typing import Literal, Optional
+
 from pydantic import Field
 
 from instructkit.config.base import Section
 
 
+class LoraSection(Section):
+    r: int = Field(16, ge=1, description="LoRA rank (QLoRA/Guanaco: 64).")
+    alpha: float = Field(32.0, description="LoRA scaling alpha (update scaled by alpha / r; Guanaco: 16).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input (Guanaco: 0.05/0.1).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names (suffix match) that get adapters, or ['all-linear']. A name that matches "
+                    "no module is a config error raised before training.")
+
+
 class TrainConfig(Section):
+    method: Literal["full", "lora", "dora", "qlora"] = Field(
+        "full", description="full fine-tuning; LoRA / DoRA adapters (peft); QLoRA = NF4 4-bit base + LoRA.")
     lr: float = Field(2e-5, description="Peak learning rate.")
-    epochs: float = Field(3.0, description="Passes over the data (Alpaca: 3).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the data (Alpaca: 3). Fractions allowed.")
+    max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows or padded examples).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    packing: bool = Field(True, description="Pack examples into rows of pack_tokens (best-fit decreasing, per-example "
+                                            "positions and attention); false = one padded example per row.")
+    pack_tokens: int = Field(2048, ge=8, description="Token budget of one packed row (must be >= data.max_length).")
+    optimizer: Literal["adamw", "adafactor", "paged_adamw"] = Field(
+        "adamw", description="adamw (torch), adafactor (constant LR, no relative step; Flan 2022), paged_adamw "
+                             "(bitsandbytes, CUDA only; falls back to adamw on CPU with a notice; Guanaco).")
+    weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (not applied to biases/norms).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+    eps: float = Field(1e-8, description="Adam epsilon.")
+    scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "cosine", description="Learning-rate schedule after warmup (Alpaca: cosine; Flan 2022: constant).")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps spent warming up linearly.")
+    warmup_steps: Optional[int] = Field(None, ge=0, description="Warmup steps (overrides warmup_ratio).")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip the global gradient norm (0 = no clipping).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (Vicuna; saves memory).")
+    loss_chunk_size: int = Field(
+        4096, ge=0, description="Trained tokens per chunk of the LM-head + cross-entropy (recomputed in backward so "
+                                "fp32 logits of a whole row are never held); 0 = one chunk.")
+    lora: LoraSection = Field(default_factory=LoraSection, description="LoRA/DoRA/QLoRA adapter settings.")
+    eval_every: int = Field(0, ge=0, description="Evaluate every N optimizer steps (0 = only at the end).")
+    best_metric: str = Field("eval_loss", description="Metric that picks the best checkpoint (eval_loss or a key "
+                                                      "returned by the eval_fn hook, prefixed eval_).")
+    best_mode: Literal["min", "max"] = Field("min", description="Whether a smaller or larger best_metric is better.")
+    save_every: int = Field(0, ge=0, description="Write a checkpoint every N optimizer steps (0 = only at the end).")
+    keep_last: int = Field(2, ge=1, description="How many step checkpoints to keep (the best one is kept apart).")
+    resume: Optional[str] = Field(None, description="auto = the latest checkpoint in the run folder; or a checkpoint path.")
+    log_every: int = Field(10, ge=1, description="Log loss/lr/throughput every N optimizer steps.")
+    tensorboard: bool = Field(True, description="Also write TensorBoard events under RUN/tb.")
+    progress: bool = Field(True, description="Show a progress bar (main process only).")
