@@ -117,7 +117,8 @@ def collate_packed(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict
         n = len(r["input_ids"])
         ids[b, :n], labels[b, :n], pos[b, :n] = r["input_ids"], r["labels"], r["position_ids"]
         pos[b, n:] = torch.arange(width - n)
-    return {"input_ids": ids, "labels": labels, "position_ids": pos}
+    return {"input_ids": ids, "labels": labels, "position_ids": pos,
+            "num_tokens": torch.tensor(sum(len(r["input_ids"]) for r in rows))}
 
 
 def collate_padded(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -130,7 +131,8 @@ def collate_padded(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict
         n = len(r["input_ids"])
         ids[b, :n], labels[b, :n], mask[b, :n] = r["input_ids"], r["labels"], 1
     pos = torch.arange(width).repeat(len(rows), 1)
-    return {"input_ids": ids, "labels": labels, "position_ids": pos, "attention_mask": mask}
+    return {"input_ids": ids, "labels": labels, "position_ids": pos, "attention_mask": mask,
+            "num_tokens": mask.sum()}
 
 
 COLLATORS = {True: collate_packed, False: collate_padded}

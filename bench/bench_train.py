@@ -1,0 +1,433 @@
+"""SFT training throughput: TRL ``SFTTrainer`` (padded / BFD packing) vs instructkit, plus the matmul ceiling.
+
+One run, same model (SmolLM2-135M-Instruct), same tokens (a T0 slice rendered ONCE by instructkit's renderer
+and handed to both as ``input_ids`` + ``labels``, so the trained tokens - answer + end-of-turn - are identical),
+same precision, same optimizer (torch AdamW, constant LR, clip 1.0, no weight decay), about the same tokens per
+optimizer step (TRL BFD and instructkit pack rows of ``--row-tokens``; TRL padded takes ``--pad-batch``
+examples per step, chosen to match). Each contender runs in its own child process (separate peak RSS).
+
+Reported per contender: real (non-pad) tokens/s over the steady-state steps (step 1 excluded), peak RSS, the
+mean train loss of the last steps, the held-out loss after training (the matching-loss check: every
+contender sees every training example once), and whether packing leaks attention across examples
+(logits of each example inside its packed row vs. alone). MFU = (6 N + attention) * tokens/s over the
+fastest GEMM rate measured on this CPU at the model's shapes.
+
+    python bench/bench_train.py            # full run, ~6 min on 2 shared cores
+    python bench/bench_train.py --quick    # ~1-2 min smoke
+    python bench/bench_train.py --dtype bfloat16   # only sensible on CPUs with AVX512-BF16/AMX or a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+VARIANTS = ("ceiling", "trl_pad", "trl_bfd", "instructkit")
+LABELS = {"trl_pad": "TRL SFTTrainer, padded", "trl_bfd": "TRL SFTTrainer, packing=bfd (padding-free)",
+          "instructkit": "instructkit train (BFD packing)"}
+#: linear layer shapes (in, out) of SmolLM2-135M; the first is the brief's reference GEMM [T x 576] @ [576 x 1536]
+GEMM_SHAPES = [(576, 1536), (1536, 576), (576, 576), (576, 192)]
+LEAK_TOL = {"float32": 2e-3, "bfloat16": 0.15}  # max |log-prob difference| that still counts as numerics
+
+
+# -- shared by every child ---------------------------------------------------------------------------------
+def load_data(args: argparse.Namespace, tokenizer: Any) -> tuple[list[dict], list[dict], dict]:
+    train, st1 = common.t0_conversations(args.examples, max_tokens=args.max_tokens, tokenizer=tokenizer)
+    heldout, _ = common.t0_conversations(args.eval_examples, max_tokens=args.max_tokens, tokenizer=tokenizer,
+                                         skip=args.examples)
+    return train, heldout, st1
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    import torch
+
+    from instructkit.models import load_model, load_tokenizer, resolve_model
+
+    torch.manual_seed(0)
+    path = resolve_model(args.model)
+    return load_model(path, dtype=args.dtype, attn_implementation="sdpa"), load_tokenizer(path), path
+
+
+def logprobs(model: Any, **kw: Any) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return torch.log_softmax(model(**kw, use_cache=False).logits.float(), -1)[0]
+
+
+def leak_check(model: Any, row_ids: list[int], segments: list[tuple[int, int]], forward_row: Any) -> float:
+    """Max |log p| difference between each example inside its packed row and the same example alone."""
+    import torch
+
+    was = model.training
+    model.eval()
+    packed = forward_row()
+    worst = 0.0
+    for s, e in segments:
+        alone = logprobs(model, input_ids=torch.tensor([row_ids[s:e]]))
+        worst = max(worst, (packed[s:e] - alone).abs().max().item())
+    model.train(was)
+    return worst
+
+
+def step_stats(times: list[float], tokens: list[int], t0: float) -> dict[str, Any]:
+    """tokens/s over steps 2..N (step 1 pays one-off warm-up) and over all steps."""
+    steady_t = times[-1] - times[0] if len(times) > 1 else float("nan")
+    return {"steps": len(times), "real_tokens": sum(tokens),
+            "tokens_per_s": round(sum(tokens[1:]) / steady_t, 2) if len(times) > 1 else None,
+            "tokens_per_s_all_steps": round(sum(tokens) / (times[-1] - t0), 2) if times else None,
+            "train_s": round(times[-1] - t0, 2) if times else None}
+
+
+# -- children ------------------------------------------------------------------------------------------------
+def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    model, tok, _ = load(args)
+    train, heldout, stats = load_data(args, tok)
+    lengths = [len(r["input_ids"]) for r in train]
+    cfg = model.config
+    res = {"params": sum(p.numel() for p in model.parameters()), "layers": cfg.num_hidden_layers,
+           "d_model": cfg.hidden_size, "vocab": cfg.vocab_size, "mean_attn_ctx": common.attention_ctx(lengths),
+           "train_examples": len(train), "train_tokens": sum(lengths),
+           "trained_tokens": sum(1 for r in train for x in r["labels"][1:] if x != -100),
+           "mean_len": round(sum(lengths) / len(lengths), 1), "max_len": max(lengths),
+           "heldout_examples": len(heldout), "data": stats}
+    res["heldout_loss_before"] = common.eval_loss(model, heldout)
+    del model
+    m_tokens = 4096 if args.dtype == "float32" else 512  # emulated bf16 GEMMs run at ~1 GFLOP/s here
+    res["ceiling"] = common.matmul_ceiling(args.dtype, GEMM_SHAPES, tokens=m_tokens,
+                                           min_s=0.2 if args.quick else 0.4)
+    return res
+
+
+def run_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    import trl
+
+    model, tok, _ = load(args)
+    train, heldout, _ = load_data(args, tok)
+    out = tempfile.mkdtemp(prefix="bench-trl-")
+    cfg = SFTConfig(
+        output_dir=out, report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, data_seed=0,
+        use_cpu=True, bf16=False, fp16=False,  # the model is already in --dtype; no autocast on top
+        per_device_train_batch_size=1 if packing else args.pad_batch, gradient_accumulation_steps=1,
+        num_train_epochs=1,  # every example exactly once
+        learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, optim="adamw_torch",
+        # SFTConfig turns checkpointing on by default; off is TRL's faster setting and matches instructkit's default
+        gradient_checkpointing=args.trl_gradient_checkpointing,
+        train_sampling_strategy="sequential", dataloader_num_workers=0,
+        packing=packing, packing_strategy="bfd", max_length=args.row_tokens if packing else args.max_tokens,
+        completion_only_loss=True,  # labels are given, so this is what they already encode
+    )
+    ds = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in train])
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
+
+    # leak check on the first training row that holds >= 2 examples (packed) / a padded pair (padded)
+    coll = trainer.data_collator
+    if packing:
+        rows = trainer.train_dataset
+        k = next((i for i in range(len(rows)) if len(rows[i]["seq_lengths"]) > 1), 0)
+        row = rows[k]
+        bounds = [0, *torch.tensor(row["seq_lengths"]).cumsum(0).tolist()]
+        batch = coll([row])
+        kw = {k2: v for k2, v in batch.items() if k2 != "labels"}
+        leak = leak_check(model, row["input_ids"], list(zip(bounds, bounds[1:])), lambda: logprobs(model, **kw))
+        n_rows = len(rows)
+    else:
+        a, b = sorted(train[:2], key=lambda r: -len(r["input_ids"]))
+        batch = coll([{"input_ids": a["input_ids"]}, {"input_ids": b["input_ids"]}])
+        kw = {k2: v for k2, v in batch.items() if k2 != "labels"}
+
+        def second_row() -> Any:
+            with torch.no_grad():
+                return torch.log_softmax(model(**kw, use_cache=False).logits.float(), -1)[1]
+        leak = leak_check(model, b["input_ids"], [(0, len(b["input_ids"]))], second_row)
+        n_rows = math.ceil(len(train) / args.pad_batch)
+
+    times: list[float] = []
+    tokens: list[int] = []
+    inner = trainer.data_collator
+
+    def counting_collator(examples: list[dict]) -> Any:
+        tokens.append(sum(len(e["input_ids"]) for e in examples))
+        return inner(examples)
+
+    trainer.data_collator = counting_collator
+    t0 = [0.0]
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            t0[0] = time.perf_counter()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            times.append(time.perf_counter())
+
+    trainer.add_callback(Clock())
+    trainer.train()
+    # accelerate's loader fetches one batch ahead: keep the counts of the batches that were stepped on
+    tokens = tokens[:len(times)]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    res = {"trl": trl.__version__, "rows": n_rows, **step_stats(times, tokens, t0[0]), "losses": losses,
+           "leak_max_abs_logprob": leak, "heldout_loss": common.eval_loss(model, heldout),
+           "gradient_checkpointing": args.trl_gradient_checkpointing}
+    shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from instructkit.config.base import load_config
+    from instructkit.config.recipe import Recipe
+    from instructkit.train import train as ik_train
+    from instructkit.train.packing import COLLATORS, make_rows, to_examples
+
+    model, tok, path = load(args)
+    train, heldout, _ = load_data(args, tok)
+    # leak check on the engine's own rows: first packed row with >= 2 examples
+    ex, _ = to_examples(train, None)
+    rows = make_rows(ex, True, args.row_tokens)
+    k = next((i for i, r in enumerate(rows) if int(r["n_examples"]) > 1), 0)
+    batch = COLLATORS[True]([rows[k]], pad_id=tok.pad_token_id)
+    pos = batch["position_ids"][0].tolist()
+    starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
+    leak = leak_check(model, batch["input_ids"][0].tolist(), list(zip(starts, starts[1:])),
+                      lambda: logprobs(model, input_ids=batch["input_ids"], position_ids=batch["position_ids"]))
+
+    out = tempfile.mkdtemp(prefix="bench-ik-")
+    recipe = load_config(Recipe, None, [
+        "name=bench", f"output_dir={out}", f"model.name_or_path={path}", f"model.dtype={args.dtype}",
+        f"data.max_length={args.max_tokens}", "train.method=full", f"train.lr={args.lr}", "train.epochs=1",
+        "train.micro_batch_size=1", "train.grad_accum=1", "train.packing=true", f"train.pack_tokens={args.row_tokens}",
+        "train.optimizer=adamw", "train.scheduler=constant", "train.warmup_steps=0", "train.weight_decay=0.0",
+        "train.max_grad_norm=1.0", "train.log_every=1", "train.tensorboard=false", "train.progress=false",
+        "train.gradient_checkpointing=false"])
+    torch.manual_seed(0)
+    t_call = time.perf_counter()
+    result = ik_train(recipe, examples=train, model=model, tokenizer=tok)
+    call_s = time.perf_counter() - t_call
+    hist = [json.loads(x) for x in Path(result.metrics_path).read_text().splitlines() if x.strip()]
+    steps = [h for h in hist if "loss" in h and "tokens_per_s" in h]
+    toks = [h["tokens"] - (steps[i - 1]["tokens"] if i else 0) for i, h in enumerate(steps)]
+    secs = [t / h["tokens_per_s"] for t, h in zip(toks, steps)]
+    res = {"rows": len(rows), "steps": len(steps), "real_tokens": sum(toks),
+           "tokens_per_s": round(sum(toks[1:]) / sum(secs[1:]), 2) if len(steps) > 1 else None,
+           "tokens_per_s_all_steps": round(sum(toks) / sum(secs), 2),
+           "train_s": round(sum(secs), 2), "train_call_s": round(call_s, 2),
+           "losses": [h["loss"] for h in steps], "leak_max_abs_logprob": leak,
+           "heldout_loss": common.eval_loss(result.model, heldout),
+           "engine_summary": {k2: result.summary.get(k2) for k2 in ("real_tokens_per_s", "train_time_s",
+                                                                    "wall_time_s", "peak_rss_mib", "steps")}}
+    shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+CHILDREN = {"ceiling": run_ceiling, "trl_pad": lambda a: run_trl(a, packing=False),
+            "trl_bfd": lambda a: run_trl(a, packing=True), "instructkit": run_instructkit}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        res = CHILDREN[args.variant](args)
+    except Exception as e:  # the parent prints the failure next to the other contenders' numbers
+        import traceback
+        traceback.print_exc()
+        res = {"error": f"{type(e).__name__}: {e}"}
+    res.update(variant=args.variant, peak_rss_mib=common.peak_rss_mib(), child_s=round(time.perf_counter() - t0, 1),
+               threads=torch.get_num_threads(), dtype=args.dtype)
+    common.emit(res)
+
+
+# -- parent -------------------------------------------------------------------------------------------------------
+def tail_mean(losses: list[float], k: int) -> float | None:
+    return sum(losses[-k:]) / len(losses[-k:]) if losses else None
+
+
+def report(args: argparse.Namespace, res: dict[str, dict], hw: dict, wall: float) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    ceil = res.get("ceiling", {})
+    c = ceil.get("ceiling", {})
+    fpt = (common.train_flops_per_token(ceil["params"], ceil["layers"], ceil["d_model"], ceil["mean_attn_ctx"])
+           if "params" in ceil else None)
+    k = args.tail_steps
+    contenders = [v for v in ("trl_pad", "trl_bfd", "instructkit") if v in res]
+    ok = [v for v in contenders if not res[v].get("error")]
+    # TRL's best setting that does not leak attention across examples
+    clean_trl = [v for v in ok if v.startswith("trl") and res[v]["leak_max_abs_logprob"] <= LEAK_TOL[args.dtype]]
+    best_trl = max(clean_trl, key=lambda v: res[v]["tokens_per_s"] or 0, default=None)
+    ours = res.get("instructkit", {})
+    rows = []
+    for v in contenders:
+        r = res[v]
+        if r.get("error"):
+            rows.append({"variant": v, "error": r["error"]})
+            continue
+        tps = r["tokens_per_s"] or 0
+        mfu = tps * fpt / (c["best_gflops"] * 1e9) if fpt and c.get("best_gflops") else None
+        rows.append({"variant": v, "tokens_per_s": tps, "steps": r["steps"], "real_tokens": r["real_tokens"],
+                     "peak_rss_mib": r["peak_rss_mib"], "train_loss_tail": tail_mean(r["losses"], k),
+                     "heldout_loss": r["heldout_loss"], "leak": r["leak_max_abs_logprob"],
+                     "mfu": mfu, "train_s": r["train_s"]})
+    by = {r["variant"]: r for r in rows}
+    summary: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "hardware": hw,
+                               "args": {k2: v for k2, v in vars(args).items() if k2 not in ("variant",)},
+                               "wall_s": round(wall, 1), "flops_per_token": fpt, "ceiling": c, "results": res,
+                               "table": rows, "best_clean_trl": best_trl}
+    t = Table(title=f"SFT training, {args.model}, {args.dtype}, {hw['torch_threads']} threads "
+                    f"({hw['cpu']}; load {hw['load_avg_1m']})")
+    for col in ("contender", "real tok/s", "x best TRL", "steps", "peak RSS MiB", f"train loss (last {k})",
+                "held-out loss", "vs ours", "leak", "MFU"):
+        t.add_column(col, justify="right" if col != "contender" else "left")
+    for r in rows:
+        if "error" in r:
+            t.add_row(LABELS[r["variant"]], f"[red]{r['error'][:80]}")
+            continue
+        base = by.get(best_trl, {}).get("tokens_per_s")
+        ours_l = by.get("instructkit", {}).get("heldout_loss")
+        t.add_row(LABELS[r["variant"]], f"{r['tokens_per_s']:.1f}",
+                  f"{r['tokens_per_s'] / base:.2f}x" if base else "-", str(r["steps"]), f"{r['peak_rss_mib']:.0f}",
+                  f"{r['train_loss_tail']:.4f}", f"{r['heldout_loss']:.4f}",
+                  f"{(r['heldout_loss'] / ours_l - 1) * 100:+.2f}%" if ours_l else "-",
+                  f"{r['leak']:.1e}" + (" LEAKS" if r["leak"] > LEAK_TOL[args.dtype] else ""),
+                  f"{r['mfu'] * 100:.0f}%" if r["mfu"] is not None else "-")
+    con = Console()
+    con.print(t)
+    if c:
+        con.print(f"matmul ceiling ({c['dtype']}, {c['threads']} threads, M={c['tokens']}): best GEMM "
+                  f"{c['best_gflops']} GFLOP/s, [M x 576] @ [576 x 1536] {c['plain_gflops']} GFLOP/s, "
+                  f"training GEMM mix (fwd, dgrad, wgrad) {c['train_gemm_gflops']} GFLOP/s; "
+                  f"{fpt / 1e9:.3f} GFLOP per trained-on token (6N + attention, N={ceil['params'] / 1e6:.1f}M)")
+        con.print(f"held-out loss before training: {ceil['heldout_loss_before']:.4f} "
+                  f"({ceil['heldout_examples']} examples); train slice: {ceil['train_examples']} examples, "
+                  f"{ceil['train_tokens']} tokens (mean {ceil['mean_len']}, max {ceil['max_len']}), "
+                  f"{ceil['trained_tokens']} trained; data: {ceil['data']}")
+    if best_trl and "instructkit" in by and "error" not in by["instructkit"]:
+        o, b = by["instructkit"], by[best_trl]
+        speed = o["tokens_per_s"] / b["tokens_per_s"]
+        dl = abs(o["heldout_loss"] / b["heldout_loss"] - 1)
+        summary["verdict"] = {"speedup_vs_best_clean_trl": round(speed, 3), "heldout_loss_rel_diff": round(dl, 5),
+                              "mfu": o["mfu"], "target_speedup_3x": speed >= 3.0, "target_loss_1pct": dl <= 0.01,
+                              "target_mfu_40pct": (o["mfu"] or 0) >= 0.40}
+        con.print(f"instructkit vs best contamination-free TRL ({best_trl}): {speed:.2f}x tokens/s (target >= 3x), "
+                  f"held-out loss differs by {dl * 100:.2f}% (target <= 1%), MFU "
+                  f"{(o['mfu'] or 0) * 100:.0f}% (target >= 40%)")
+    return summary
+
+
+def parent_main(args: argparse.Namespace) -> None:
+    hw = common.hardware()
+    if args.threads:
+        hw["torch_threads"] = args.threads
+    print(f"bench_train: {args.model}, dtype {args.dtype}, {args.examples} train / {args.eval_examples} held-out "
+          f"examples <= {args.max_tokens} tokens, rows of {args.row_tokens} tokens, padded batch {args.pad_batch}; "
+          f"contenders: {', '.join(args.only)}", flush=True)
+    child_args = ["--dtype", args.dtype, "--examples", str(args.examples), "--eval-examples", str(args.eval_examples),
+                  "--max-tokens", str(args.max_tokens), "--row-tokens", str(args.row_tokens),
+                  "--pad-batch", str(args.pad_batch), "--lr", str(args.lr), "--model", args.model,
+                  "--threads", str(args.threads)]
+    if args.quick:
+        child_args.append("--quick")
+    if args.trl_gradient_checkpointing:
+        child_args.append("--trl-gradient-checkpointing")
+    res: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    for v in args.only:
+        ts = time.perf_counter()
+        print(f"  running {v} ...", flush=True)
+        res[v] = common.run_child(__file__, v, child_args, args.timeout, lambda s: print(s, file=sys.stderr))
+        r = res[v]
+        if r.get("error"):
+            brief = r["error"]
+        elif v == "ceiling":
+            brief = f"best GEMM {r['ceiling']['best_gflops']} GFLOP/s"
+        else:
+            brief = f"{r.get('tokens_per_s')} real tok/s, held-out loss {r.get('heldout_loss'):.4f}"
+        print(f"  {v}: {brief}  ({time.perf_counter() - ts:.0f}s)", flush=True)
+    summary = report(args, res, hw, time.perf_counter() - t0)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+        print(f"wrote {args.json}")
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", choices=VARIANTS, help="(internal) run one contender and print its JSON line")
+    p.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="contenders to run")
+    p.add_argument("--quick", action="store_true", help="smoke run: few short examples")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="auto = bfloat16 where the CPU has native bf16 (AVX512-BF16/AMX), else float32")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--examples", type=int, default=None, help="training examples (each seen once)")
+    p.add_argument("--eval-examples", type=int, default=None, help="held-out examples for the loss check")
+    p.add_argument("--max-tokens", type=int, default=None, help="skip examples longer than this (counted)")
+    p.add_argument("--row-tokens", type=int, default=None, help="packed row length (TRL BFD max_length, pack_tokens)")
+    p.add_argument("--pad-batch", type=int, default=None, help="examples per step of the padded TRL run "
+                                                                 "(default: matches the packed tokens per step)")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--tail-steps", type=int, default=5, help="train loss is averaged over this many last steps")
+    p.add_argument("--trl-gradient-checkpointing", action="store_true",
+                   help="TRL with its SFTConfig default gradient_checkpointing=True (slower)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per contender")
+    p.add_argument("--json", default=None, help="also write the full results here")
+    a = p.parse_args(argv)
+    if a.dtype == "auto":
+        a.dtype = "bfloat16" if common.native_bf16() else "float32"
+    size = dict(examples=10, eval_examples=4, max_tokens=160, row_tokens=256) if a.quick else \
+        dict(examples=48, eval_examples=12, max_tokens=256, row_tokens=512)
+    for k, v in size.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    return a
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.variant:
+        if args.pad_batch is None:
+            args.pad_batch = 4
+        child_main(args)
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.pad_batch is None:
+        args.pad_batch = match_pad_batch(args)
+    parent_main(args)
+
+
+def match_pad_batch(args: argparse.Namespace) -> int:
+    """Padded examples per step so tokens/step match the packed rows (rows x fill / mean length)."""
+    from instructkit.models import load_tokenizer, resolve_model
+    from instructkit.train.packing import best_fit_decreasing
+
+    tok = load_tokenizer(resolve_model(args.model))
+    train, _ = common.t0_conversations(args.examples, max_tokens=args.max_tokens, tokenizer=tok)
+    lengths = [len(r["input_ids"]) for r in train]
+    n_rows = len(best_fit_decreasing(lengths, args.row_tokens))
+    return max(1, round(len(lengths) / n_rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Helpers shared by the benchmarks: hardware facts, the T0 data slice, child processes, the matmul ceiling.
+
+Every benchmark runs each contender in its own child process (``python bench/X.py --variant NAME``) so that
+peak RSS is per contender and one contender's allocator state cannot help or hurt the next; the child prints
+one ``BENCH_JSON {...}`` line that the parent collects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("INSTRUCTKIT_SHARED", REPO.parent / "shared" / "data"))
+MARK = "BENCH_JSON "
+#: T0 completions end with this literal marker; the chat template adds the real end-of-turn token
+T0_EOS = "<|endoftext|>"
+
+
+# -- hardware ------------------------------------------------------------------------------------------------
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16() -> bool:
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX).
+
+    Without them torch emulates bf16 GEMMs; on an AVX2-only EPYC that is 8-70x slower than fp32 depending
+    on the operand layout (measured: x@W^T 14.5, dY@W 1.8, fp32 ~120 GFLOP/s), so bf16 training is ~20x slower.
+    """
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": name, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "isa": isa,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def peak_rss_mib() -> float:
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+def t0_conversations(limit: int, *, max_tokens: int, tokenizer: Any, skip: int = 0) -> tuple[list, dict[str, int]]:
+    """A deterministic, diverse slice of the T0 mixture: line j of every template file, j = 0, 1, ...
+
+    Returns rendered records ``{"input_ids", "labels"}`` (SmolLM2's own chat template, loss on the answer and
+    its end-of-turn token only) and counts of what was skipped: examples longer than ``max_tokens`` (kept
+    short so the CPU benchmark takes minutes) and the first ``skip`` kept examples (used to hold out an
+    eval slice disjoint from the training slice).
+    """
+    from instructkit.chat import Conversation, Renderer
+
+    root = SHARED / "t0_train"
+    files = sorted(root.glob("*.jsonl"))
+    if not files:
+        raise SystemExit(f"no T0 data under {root} (set INSTRUCTKIT_SHARED)")
+    handles = [f.open() for f in files]
+    renderer = Renderer(tokenizer)
+    stats = {"read": 0, "too_long": 0, "skipped_for_heldout": 0, "eos_marker_stripped": 0}
+    out: list[dict] = []
+    try:
+        while len(out) < limit:
+            batch = []
+            for h in handles:
+                line = h.readline()
+                if line.strip():
+                    rec = json.loads(line)
+                    comp = rec["completion"]
+                    if comp.endswith(T0_EOS):
+                        comp = comp[: -len(T0_EOS)].rstrip()
+                        stats["eos_marker_stripped"] += 1
+                    batch.append(Conversation.from_pairs(rec["prompt"].strip(), comp))
+            if not batch:
+                break
+            stats["read"] += len(batch)
+            for r in renderer.render_batch(batch):
+                if isinstance(r, Exception) or len(r.input_ids) > max_tokens:
+                    why = "render_error" if isinstance(r, Exception) else "too_long"
+                    stats[why] = stats.get(why, 0) + 1
+                    continue
+                if stats["skipped_for_heldout"] < skip:
+                    stats["skipped_for_heldout"] += 1
+                    continue
+                out.append({"input_ids": r.input_ids, "labels": r.labels})
+                if len(out) == limit:
+                    break
+    finally:
+        for h in handles:
+            h.close()
+    return out, stats
+
+
+def eval_loss(model: Any, records: Sequence[dict]) -> float:
+    """Mean cross-entropy per trained token, one example per forward (no padding, no packing: the reference)."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for r in records:
+            ids = torch.tensor([r["input_ids"]])
+            labels = torch.tensor(r["labels"][1:])
+            logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
+            total += F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum").item()
+            count += int((labels != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+# -- FLOPs and the matmul ceiling -----------------------------------------------------------------------------
+def attention_ctx(lengths: Sequence[int]) -> float:
+    """Token-weighted mean causal context (positions attended) over examples of these lengths."""
+    tokens = sum(lengths)
+    return sum(n * (n + 1) / 2 for n in lengths) / max(tokens, 1)
+
+
+def train_flops_per_token(n_params: int, n_layers: int, d_model: int, mean_ctx: float) -> float:
+    """6 N (dense fwd+bwd) + 12 L d ctx (QK^T and AV, fwd+bwd, causal context actually attended)."""
+    return 6.0 * n_params + 12.0 * n_layers * d_model * mean_ctx
+
+
+def _time_op(fn: Callable[[], Any], min_s: float) -> float:
+    fn()
+    t0, n = time.perf_counter(), 0
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_s and n >= 2:
+            return dt / n
+
+
+def matmul_ceiling(dtype: str, shapes: Sequence[tuple[int, int]], tokens: int = 4096,
+                   min_s: float = 0.4) -> dict[str, Any]:
+    """GFLOP/s of the GEMMs a training step runs, at the model's linear shapes (in, out) and ``tokens`` rows.
+
+    ``plain``: ``[tokens x in] @ [in x out]`` (the brief's reference matmul, both operands row-major);
+    ``train``: per shape the three training GEMMs (forward x@W^T, input grad dY@W, weight grad dY^T@X),
+    FLOP-weighted over the shapes - the rate a perfect implementation of these layers could reach with
+    torch's kernels. ``best``: the fastest single GEMM seen; MFU is reported against it (the strictest).
+    """
+    import torch
+
+    dt = getattr(torch, dtype)
+    torch.manual_seed(0)
+    per_shape, best, flops_sum, time_sum, plain = [], 0.0, 0.0, 0.0, None
+    for fin, fout in shapes:
+        x = torch.randn(tokens, fin, dtype=dt)
+        w = torch.randn(fout, fin, dtype=dt)
+        dy = torch.randn(tokens, fout, dtype=dt)
+        wt = w.t().contiguous()
+        fl = 2.0 * tokens * fin * fout
+        ops = {"plain": lambda: x @ wt, "fwd": lambda: torch.nn.functional.linear(x, w),
+               "dgrad": lambda: dy @ w, "wgrad": lambda: dy.t() @ x}
+        rates = {k: fl / _time_op(f, min_s) / 1e9 for k, f in ops.items()}
+        per_shape.append({"in": fin, "out": fout, **{k: round(v, 1) for k, v in rates.items()}})
+        best = max(best, *rates.values())
+        for k in ("fwd", "dgrad", "wgrad"):
+            flops_sum += fl
+            time_sum += fl / (rates[k] * 1e9)
+        if plain is None:
+            plain = rates["plain"]
+    return {"dtype": dtype, "tokens": tokens, "threads": torch.get_num_threads(), "best_gflops": round(best, 1),
+            "train_gemm_gflops": round(flops_sum / time_sum / 1e9, 1), "plain_gflops": round(plain or 0, 1),
+            "shapes": per_shape}
+
+
+# -- child processes ---------------------------------------------------------------------------------------------
+def emit(result: dict[str, Any]) -> None:
+    """What a child prints last: one JSON line the parent picks out of its stdout."""
+    print(MARK + json.dumps(result), flush=True)
+
+
+def run_child(script: str, variant: str, argv: Sequence[str], timeout: float, log: Callable[[str], None]) -> dict:
+    """Run ``python script --variant variant argv...``; return its JSON result or an error record."""
+    cmd = [sys.executable, script, "--variant", variant, *argv]
+    t0 = time.perf_counter()
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"variant": variant, "error": f"timed out after {timeout:.0f}s"}
+    wall = time.perf_counter() - t0
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith(MARK):
+            res = json.loads(line[len(MARK):])
+            res.setdefault("child_wall_s", round(wall, 1))
+            return res
+    tail = (p.stderr or p.stdout)[-3000:]
+    log(f"[{variant}] failed (exit {p.returncode}):\n{tail}")
+    return {"variant": variant, "error": f"exit {p.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"}

@@ -1,0 +1,160 @@
+"""``instructkit.train.train(recipe, ...)``: the programmatic entry (CLI, demo and task system call it).
+
+This is where the recipe stops: everything below it takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from instructkit.errors import InstructkitError
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    final_loss: float | None
+    metrics_path: Path
+    summary: dict[str, Any]
+    model_dir: Path | None  # RUN/model: final weights (HF folder, or the adapter for LoRA methods)
+    last_checkpoint: Path | None
+    best_dir: Path | None
+    model: Any = None  # the trained model (unwrapped; a PeftModel for adapter methods)
+    tokenizer: Any = None
+
+
+def _notice_logging() -> None:
+    lg = logging.getLogger("instructkit.train")
+    if not lg.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        lg.addHandler(h)
+        lg.setLevel(logging.INFO)
+
+
+def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: Sequence[Any] | None = None,
+          model: Any = None, tokenizer: Any = None, eval_fn: Callable[[Any], dict] | None = None,
+          accelerator: Any = None) -> TrainResult:
+    """Run SFT as described by ``recipe`` (a :class:`instructkit.config.recipe.Recipe`).
+
+    ``examples`` / ``eval_examples``: rendered dicts (``input_ids``, ``labels``) or Conversations;
+    None reads ``recipe.data.paths`` (and holds out ``data.val_fraction`` for validation).
+    ``model`` / ``tokenizer``: use these instead of loading ``recipe.model.name_or_path``.
+    ``eval_fn(model) -> {metric: value}`` runs at every evaluation (task metrics of the eval stage).
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from instructkit.models import load_tokenizer
+    from instructkit.train import checkpoint as ckpt
+    from instructkit.train.data import load_records, split, to_records
+    from instructkit.train.loop import LoopConfig, run_loop, save_model
+    from instructkit.train.loss import CausalLMLoss
+    from instructkit.train.methods import AdapterSpec, build_model, param_counts
+    from instructkit.train.metrics import plot_loss
+    from instructkit.train.optim import build_optimizer, build_scheduler, warmup_steps_for
+    from instructkit.train.packing import make_rows, to_examples
+    from instructkit.train.summary import hardware, peak_memory, print_summary, write_summary
+    from instructkit.train.validate import check_config, check_eval_data
+
+    _notice_logging()
+    wall0 = time.perf_counter()
+    t, d, m = recipe.train, recipe.data, recipe.model
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum)
+    set_seed(recipe.seed)
+    run_dir = Path(recipe.resolved_output_dir())
+    tokenizer = tokenizer or load_tokenizer(m.name_or_path)
+    check_config(recipe, tokenizer)
+
+    # --- data -> rows (validated before the model is even loaded) --------------------------------------
+    data_report: dict[str, Any] = {}
+    if examples is None:
+        records, data_report = load_records(d.paths, tokenizer, template=m.chat_template, max_length=d.max_length,
+                                            fmt=d.format, on_error=d.on_error, limit=d.limit)
+        if eval_examples is None:
+            records, eval_records = split(records, d.val_fraction, recipe.seed)
+        else:
+            eval_records = to_records(eval_examples, tokenizer, m.chat_template, d.max_length)
+    else:
+        records = to_records(examples, tokenizer, m.chat_template, d.max_length)
+        eval_records = to_records(eval_examples, tokenizer, m.chat_template, d.max_length) if eval_examples else []
+    check_eval_data(t.eval_every, bool(eval_records))
+    train_ex, stats = to_examples(records, d.max_length)
+    eval_ex, _ = to_examples(eval_records, d.max_length)
+    if not train_ex:
+        raise InstructkitError(f"no training example left ({stats})")
+    rows = make_rows(train_ex, t.packing, t.pack_tokens)
+    eval_rows = make_rows(eval_ex, t.packing, t.pack_tokens) if eval_ex else []
+    real_tokens = sum(len(e) for e in train_ex)
+    stats.update(rows=len(rows), real_tokens=real_tokens,
+                 trained_tokens=sum(e.n_trained for e in train_ex), eval_examples=len(eval_ex),
+                 fill=round(real_tokens / (len(rows) * t.pack_tokens), 4) if t.packing else None)
+
+    # --- model, method, optimizer ---------------------------------------------------------------------
+    spec = AdapterSpec(t.lora.r, t.lora.alpha, t.lora.dropout, list(t.lora.target_modules))
+    lm = build_model(m.name_or_path, method=t.method, dtype=m.dtype, attn_implementation=m.attn_implementation,
+                     spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=model,
+                     device_type=accelerator.device.type)
+    trainable, total = param_counts(lm)
+    wrapper = CausalLMLoss(lm, t.loss_chunk_size)
+
+    def build_optim(total_steps: int) -> tuple[Any, Any]:
+        opt = build_optimizer(wrapper, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, betas=t.betas, eps=t.eps,
+                              device_type=accelerator.device.type)
+        warm = warmup_steps_for(total_steps, t.warmup_steps, t.warmup_ratio)
+        return opt, build_scheduler(opt, t.scheduler, warmup_steps=warm, total_steps=total_steps)
+
+    resume_from = ckpt.resolve_resume(t.resume, run_dir)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from instructkit.config.base import dump_yaml
+        (run_dir / "recipe.yaml").write_text(dump_yaml(recipe))
+        if resume_from is not None:
+            logging.getLogger("instructkit.train").info("resuming from %s", resume_from)
+    cfg = LoopConfig(run_dir=run_dir, seed=recipe.seed, epochs=t.epochs, max_steps=t.max_steps,
+                     micro_batch_size=t.micro_batch_size, grad_accum=t.grad_accum, packing=t.packing,
+                     max_grad_norm=t.max_grad_norm, log_every=t.log_every, eval_every=t.eval_every,
+                     save_every=t.save_every, keep_last=t.keep_last, best_metric=t.best_metric,
+                     best_mode=t.best_mode, progress=t.progress, tensorboard=t.tensorboard,
+                     pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                     build_optim=build_optim)
+    st, info = run_loop(accelerator, wrapper, tokenizer, rows, eval_rows, cfg, resume_from=resume_from,
+                        eval_fn=eval_fn)
+
+    # --- outputs ----------------------------------------------------------------------------------------
+    model_dir = run_dir / "model"
+    save_model(accelerator, info["wrapper"], tokenizer, model_dir)
+    losses = [r["loss"] for r in st.history if "loss" in r]
+    evals = [r["eval_loss"] for r in st.history if "eval_loss" in r]
+    world = accelerator.num_processes
+    summary = {
+        "run": str(run_dir), "method": t.method, "optimizer": type(info["optimizer"].optimizer).__name__,
+        "precision": m.dtype, "attention": m.attn_implementation, "packing": t.packing,
+        "effective_batch": f"{t.micro_batch_size * t.grad_accum * world} "
+                           + (f"rows of <= {t.pack_tokens} tokens" if t.packing else "examples"),
+        "steps": st.step, "epochs": round(st.step / info["steps_per_epoch"], 3),
+        "trainable_params": trainable, "total_params": total,
+        "hardware": hardware(world), "wall_time_s": round(time.perf_counter() - wall0, 2),
+        "train_time_s": round(info["train_time_s"], 2),
+        "real_tokens_per_s": round(st.tokens / max(info["train_time_s"], 1e-9), 1),
+        **peak_memory(),
+        "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
+        "best": {t.best_metric: st.best} if st.best is not None else None,
+        "data": {**stats, **({"prepare": data_report} if data_report else {})},
+    }
+    if accelerator.is_main_process:
+        write_summary(summary, run_dir)
+        plot_loss(st.history, run_dir / "loss.png")
+        if t.progress:
+            print_summary({k: v for k, v in summary.items() if k != "data"})
+    accelerator.wait_for_everyone()
+    best = run_dir / "best"
+    return TrainResult(output_dir=run_dir, final_loss=summary["final_loss"], metrics_path=run_dir / "metrics.jsonl",
+                       summary=summary, model_dir=model_dir, last_checkpoint=info["last_checkpoint"],
+                       best_dir=best if best.is_dir() else None,
+                       model=accelerator.unwrap_model(info["wrapper"]).lm, tokenizer=tokenizer)
