@@ -18,3 +18,7 @@ class DataConfig(Section):
     max_length: int = Field(2048, description="Token budget per example; longer examples are truncated (reported).")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of examples held out for validation.")
     limit: Optional[int] = Field(None, description="Use at most this many examples (debugging).")
+    num_proc: int = Field(2, ge=1, description="Worker processes that tokenize in `data prepare` (forked; 1 = in-process).")
+    cache_dir: Optional[str] = Field(
+        None, description="Root of the prepared-dataset cache; default ~/.cache/instructkit/data "
+                          "($INSTRUCTKIT_CACHE/data). One sub-folder per fingerprint.")

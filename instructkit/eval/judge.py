@@ -282,6 +282,53 @@ def ask_judge(judge: Any, games: Sequence[Game], cache: VerdictCache, *, max_new
     return {g.key: cache.outputs[g.key] for g in games}
 
 
+#: verdict by log-likelihood: the assistant turn is prefilled with a lead-in and each option is scored
+LOGPROB_OPTIONS = {"single": ("Rating: [[", [str(i) for i in range(1, 11)]),
+                   "pairwise": ("Final verdict: [[", ["A", "B", "C"])}
+
+
+def ask_judge_logprob(judge: Any, games: Sequence[Game], cache: VerdictCache, *,
+                      chat_format: Callable[[list[dict[str, str]]], str], chunk: int = 8,
+                      on_progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
+    """Constrained verdicts for judges too weak to follow the output format (e.g. a 135M local model).
+
+    No explanation is generated: the chat prompt (``chat_format`` renders it with the generation
+    prompt) is followed by "Rating: [[" or "Final verdict: [[" and every option ("1".."10" or
+    A/B/C, each followed by "]]") is scored with ``judge.loglikelihood``; the best one is written as
+    an ordinary verdict text, so parsing, the position swap and the cache work unchanged.
+    """
+    from instructkit.eval.api import LoglikelihoodRequest
+
+    name = getattr(judge, "name", type(judge).__name__)
+    todo: dict[str, Game] = {}
+    for g in games:
+        g.key = game_key(name + "|logprob", g, 0, 0.0)
+        if g.key not in cache.outputs:
+            todo.setdefault(g.key, g)
+    pending = list(todo.values())
+    for i in range(0, len(pending), chunk):
+        batch = pending[i:i + chunk]
+        reqs, spans = [], []
+        for g in batch:
+            lead, options = LOGPROB_OPTIONS[g.mode]
+            msgs = ([{"role": "system", "content": g.system}] if g.system else []) + [{"role": "user", "content": g.user}]
+            ctx = chat_format(msgs) + lead
+            spans.append((len(reqs), options, lead))
+            reqs += [LoglikelihoodRequest(ctx, f"{o}]]", key=(g.key, o)) for o in options]
+        res = judge.loglikelihood(reqs)
+        records = []
+        for g, (start, options, lead) in zip(batch, spans):
+            lps = {o: res[start + j].logprob for j, o in enumerate(options)}
+            best = max(options, key=lps.__getitem__)
+            records.append({"key": g.key, "judge": name, "prompt": g.prompt_name, "question_id": g.question_id,
+                            "turn": g.turn, "models": list(g.models), "logprobs": lps,
+                            "output": f"(verdict by log-likelihood) {lead}{best}]]"})
+        cache.add(records)
+        if on_progress:
+            on_progress(min(i + chunk, len(pending)), len(pending))
+    return {g.key: cache.outputs[g.key] for g in games}
+
+
 # -- turning outputs into results ---------------------------------------------------------------------
 @dataclass
 class JudgeResults:

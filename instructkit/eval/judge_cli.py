@@ -45,6 +45,8 @@ def judge_cmd(
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the endpoint's API key."),
     bootstrap: int = typer.Option(200, help="Bootstrap rounds for rating confidence intervals."),
     seed: int = typer.Option(0, help="Seed for bootstrap and Elo permutations."),
+    verdict: str = typer.Option("generate", help="generate: the judge explains then gives [[verdict]] (MT-Bench); "
+                                "logprob: verdict options scored by log-likelihood (local judges only; for weak judges)."),
 ) -> None:
     """Grade model answers with an LLM judge (MT-Bench prompts); write verdicts, battles, leaderboard."""
     from instructkit.eval.judge import load_judge_prompts
@@ -64,9 +66,14 @@ def judge_cmd(
     refs = load_references(references) if references else None
     backend = make_backend(judge, endpoint_model=endpoint_model, api_key_env=api_key_env, dtype=dtype,
                            batch_size=batch_size)
+    chat_format = None
+    if verdict == "logprob":
+        if judge.startswith(("http://", "https://")):
+            raise ConfigError("--verdict logprob needs a local judge (an endpoint's chat API scores no given text)")
+        chat_format = backend.renderer.prompt_text
     summary = run_judge(qs, ans, backend, mode=mode, out=out, prompts=prompts, references=refs, baseline=baseline,
                         max_new_tokens=max_new_tokens, temperature=temperature, chunk=batch_size, rounds=bootstrap,
-                        seed=seed)
+                        seed=seed, verdict=verdict, chat_format=chat_format)
     con = _console()
     con.print(f"{summary['questions']} questions x {len(summary['models'])} models, mode={mode}: "
               f"{summary['judge_prompts']} judge prompts ({summary['judge_calls_new']} asked now, rest cached)")

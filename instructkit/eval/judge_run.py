@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from instructkit.errors import ConfigError
 from instructkit.eval import judge as J
 from instructkit.eval.judge_io import AnswerSet, Question
 
@@ -59,7 +60,14 @@ def scores_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, mode: str, out: str | Path,
               prompts: dict[str, J.JudgePrompt] | None = None, references: dict[str, list[str]] | None = None,
               baseline: str | None = None, max_new_tokens: int = 512, temperature: float = 0.0, chunk: int = 8,
-              rounds: int = 200, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+              rounds: int = 200, seed: int = 0, progress: bool = True, verdict: str = "generate",
+              chat_format: Any = None) -> dict[str, Any]:
+    """``verdict="generate"``: the judge writes an explanation and a verdict (MT-Bench); ``"logprob"``:
+    the verdict options are scored by log-likelihood (needs ``chat_format`` and ``judge.loglikelihood``)."""
+    if verdict not in ("generate", "logprob"):
+        raise ConfigError(f"unknown verdict method {verdict!r}; choose generate or logprob")
+    if verdict == "logprob" and chat_format is None:
+        raise ConfigError("verdict=logprob needs chat_format (a function rendering the judge's chat prompt)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     builder = J.GameBuilder(mode, prompts or J.load_judge_prompts(), references)
@@ -72,6 +80,9 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
     cached_before = len(cache.outputs)
 
     def ask(on_progress: Any) -> dict[str, str]:
+        if verdict == "logprob":
+            return J.ask_judge_logprob(judge, games, cache, chat_format=chat_format, chunk=chunk,
+                                       on_progress=on_progress)
         return J.ask_judge(judge, games, cache, max_new_tokens=max_new_tokens, temperature=temperature,
                            chunk=chunk, on_progress=on_progress)
 
@@ -88,7 +99,7 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
     _write_jsonl(out / "verdicts.jsonl", res.verdicts)
     _write_jsonl(out / "battles.jsonl", battles)
     summary: dict[str, Any] = {
-        "mode": mode, "judge": getattr(judge, "name", type(judge).__name__), "questions": len(questions),
+        "mode": mode, "verdict": verdict, "judge": getattr(judge, "name", type(judge).__name__), "questions": len(questions),
         "models": answers.models, "baseline": baseline, "judge_prompts": len({g.key for g in games}),
         "judge_calls_new": len(cache.outputs) - cached_before,
         "cache_unreadable_lines": cache.unreadable_lines, "errors": dict(res.errors),

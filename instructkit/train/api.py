@@ -6,6 +6,7 @@ This is where the recipe stops: everything below it takes plain arguments.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,9 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     _notice_logging()
     wall0 = time.perf_counter()
     t, d, m = recipe.train, recipe.data, recipe.model
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum)
+    # torchrun on a machine without GPUs: accelerate only goes multi-process (gloo) when told cpu=True
+    cpu_dist = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum, cpu=cpu_dist)
     set_seed(recipe.seed)
     run_dir = Path(recipe.resolved_output_dir())
     tokenizer = tokenizer or load_tokenizer(m.name_or_path)
@@ -75,7 +78,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     data_report: dict[str, Any] = {}
     if examples is None:
         records, data_report = load_records(d.paths, tokenizer, template=m.chat_template, max_length=d.max_length,
-                                            fmt=d.format, on_error=d.on_error, limit=d.limit)
+                                            fmt=d.format, on_error=d.on_error, limit=d.limit,
+                                            **{k: getattr(d, k) for k in ("num_proc", "cache_dir") if hasattr(d, k)})
         if eval_examples is None:
             records, eval_records = split(records, d.val_fraction, recipe.seed)
         else:
@@ -141,7 +145,10 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         "trainable_params": trainable, "total_params": total,
         "hardware": hardware(world), "wall_time_s": round(time.perf_counter() - wall0, 2),
         "train_time_s": round(info["train_time_s"], 2),
-        "real_tokens_per_s": round(st.tokens / max(info["train_time_s"], 1e-9), 1),
+        "eval_and_checkpoint_s": round(info["eval_and_checkpoint_s"], 2),
+        # real (non-pad) tokens of this session over the time spent in training steps
+        "real_tokens_per_s": round(info["session_tokens"] /
+                                   max(info["train_time_s"] - info["eval_and_checkpoint_s"], 1e-9), 1),
         **peak_memory(),
         "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
         "best": {t.best_metric: st.best} if st.best is not None else None,

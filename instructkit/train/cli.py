@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -28,7 +29,8 @@ def train_cmd(config: Path = typer.Option(..., "--config", "-c", help="Recipe YA
     if resume and not recipe.train.resume:
         recipe.train.resume = "auto"
     res = train(recipe)
-    typer.echo(f"final loss {res.final_loss}  ->  {res.output_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"final loss {res.final_loss}  ->  {res.output_dir}")
 
 
 def export_cmd(adapter: Path = typer.Option(..., "--adapter", help="Adapter folder (RUN/model, RUN/best or "

@@ -99,17 +99,19 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def load_records(paths: Sequence[str], tokenizer: Any, *, template: str | None, max_length: int, fmt: str,
-                 on_error: str, limit: int | None) -> tuple[list[dict], dict[str, Any]]:
+                 on_error: str, limit: int | None, **prepare_kw: Any) -> tuple[list[dict], dict[str, Any]]:
+    """``prepare_kw`` (num_proc, cache_dir, ...) go to the data stage's prepare_dataset when it takes them."""
     if not paths:
         raise InstructkitError("data.paths is empty: name the training files in the recipe (or pass examples=)")
-    kw = dict(template=template, max_length=max_length, format=fmt, on_error=on_error, limit=limit)
+    kw = dict(template=template, max_length=max_length, format=fmt, on_error=on_error, limit=limit, **prepare_kw)
     try:
         prepare = importlib.import_module("instructkit.data.prepare")
     except ImportError:
         prepare = None
     if prepare is not None and hasattr(prepare, "prepare_dataset"):
         ds, report = _call(prepare.prepare_dataset, list(paths), tokenizer, **kw)
-        records = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in ds]
+        # whole columns at once: row-by-row access of a datasets.Dataset is slow
+        records = [{"input_ids": i, "labels": l} for i, l in zip(ds["input_ids"], ds["labels"])]
         rep = report.to_dict() if hasattr(report, "to_dict") else getattr(report, "__dict__", {"report": str(report)})
         return records[:limit] if limit else records, {"source": "instructkit.data.prepare", **rep}
     try:

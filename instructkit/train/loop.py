@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from instructkit.errors import ConfigError
 from instructkit.train import checkpoint as ckpt
 from instructkit.train.metrics import MetricsLog
 from instructkit.train.packing import COLLATORS
@@ -103,6 +104,10 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
     steps_per_epoch = math.ceil(len(epoch_loader(accelerator, rows, cfg, 0)) / cfg.grad_accum)
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
     optimizer, scheduler = cfg.build_optim(total_steps)
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds is not None and ds.deepspeed_config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        # DeepSpeed infers it from a prepared dataloader; ours are prepared per epoch, so say it here
+        ds.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
     # the scheduler is NOT prepared: accelerate would step it num_processes times per step
     model, optimizer = accelerator.prepare(model, optimizer)
     eval_loader = epoch_loader(accelerator, eval_rows, cfg, 0, shuffle=False) if eval_rows else None
@@ -121,6 +126,7 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
     device = accelerator.device
     win_loss, win_count, win_tokens = (torch.zeros((), device=device) for _ in range(3))
     win_start, t_start, last_ckpt = time.perf_counter(), time.perf_counter(), None
+    side_time, session_tokens = 0.0, 0  # eval/checkpoint time is kept out of the throughput
     model.train()
 
     while st.step < total_steps:
@@ -159,6 +165,7 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
                 ntok = int(accelerator.reduce(win_tokens, "sum").item())
                 now = time.perf_counter()
                 st.tokens += ntok
+                session_tokens += ntok
                 row = {"step": st.step, "epoch": round(st.epoch + st.step_in_epoch / steps_per_epoch, 4),
                        "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": st.tokens,
                        "tokens_per_s": round(ntok / (now - win_start), 1),
@@ -168,12 +175,13 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
                 win_loss.zero_(), win_count.zero_(), win_tokens.zero_()
                 win_start = time.perf_counter()
             # 5. evaluate, keep the best
+            pause = time.perf_counter()
             if eval_loader is not None and (st.step == total_steps or (cfg.eval_every and
                                                                       st.step % cfg.eval_every == 0)):
                 metrics = evaluate(accelerator, model, eval_loader, eval_fn)
                 log.log({"step": st.step, **metrics})
                 if cfg.best_metric not in metrics:
-                    raise KeyError(f"train.best_metric={cfg.best_metric!r} is not among the eval metrics "
+                    raise ConfigError(f"train.best_metric={cfg.best_metric!r} is not among the eval metrics "
                                    f"{sorted(metrics)}")
                 val = metrics[cfg.best_metric]
                 if st.best is None or (val < st.best if cfg.best_mode == "min" else val > st.best):
@@ -183,11 +191,15 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
             if (cfg.save_every and st.step % cfg.save_every == 0) or st.step == total_steps:
                 last_ckpt = save(accelerator, model, tokenizer, optimizer, scheduler, st, cfg, total_steps,
                                  steps_per_epoch)
+            paused = time.perf_counter() - pause
+            side_time += paused
+            win_start += paused
         if st.step < total_steps or st.step_in_epoch >= steps_per_epoch:
             st.epoch, st.step_in_epoch = st.epoch + 1, 0
     bar.close()
     log.close()
-    return st, {"train_time_s": time.perf_counter() - t_start, "total_steps": total_steps,
+    return st, {"train_time_s": time.perf_counter() - t_start, "eval_and_checkpoint_s": side_time,
+                "session_tokens": session_tokens, "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch, "last_checkpoint": last_ckpt, "optimizer": optimizer,
                 "wrapper": model}
 

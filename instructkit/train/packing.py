@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import torch
 
+from instructkit.errors import DataError
+
 IGNORE_INDEX = -100
 
 
@@ -46,10 +48,11 @@ def shift_labels(labels: Sequence[int]) -> list[int]:
 def to_examples(records: Sequence[dict[str, Any]], max_length: int | None) -> tuple[list[Example], dict[str, int]]:
     """Shift labels, truncate to ``max_length`` and drop examples with nothing to learn, counting both."""
     out, stats = [], {"examples_in": len(records), "truncated": 0, "no_trained_tokens": 0}
-    for r in records:
+    for n, r in enumerate(records):
         ids, labels = list(r["input_ids"]), list(r["labels"])
         if len(ids) != len(labels):
-            raise ValueError(f"example has {len(ids)} input_ids but {len(labels)} labels")
+            raise DataError(f"example {n} has {len(ids)} input_ids but {len(labels)} labels", field="labels",
+                            reason="length_mismatch")
         if max_length is not None and len(ids) > max_length:
             ids, labels = ids[:max_length], labels[:max_length]
             stats["truncated"] += 1

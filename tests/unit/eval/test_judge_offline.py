@@ -220,3 +220,38 @@ def test_shipped_prompts_match_fastchat_schema():
     assert len(prompts) == 8
     assert prompts["pair-v2"].output_format == "[[A]]" and prompts["single-v1"].output_format == "[[rating]]"
     assert "{ref_answer_1}" in prompts["single-math-v1"].prompt_template
+
+
+class LogprobJudge(ScriptedJudge):
+    """Scores verdict options: in pairwise the higher-quality side's letter is most likely, plus a bias to A."""
+
+    def loglikelihood(self, requests):
+        from instructkit.eval.api import LoglikelihoodResult
+        self.calls += len(requests)
+        out = []
+        for r in requests:
+            q = [float(x) for x in QUALITY.findall(r.context)]
+            opt = r.continuation[:-2]
+            if "Final verdict: [[" in r.context:
+                lp = {"A": q[0] - q[1] + self.bias, "B": q[1] - q[0], "C": -5.0}[opt]
+            else:
+                lp = -abs(float(opt) - (5 + q[-1]))
+            out.append(LoglikelihoodResult(lp, False, 1, len(r.continuation)))
+        return out
+
+
+def test_logprob_verdicts(tmp_path):
+    qs, ans = make_data(40)
+    judge = LogprobJudge(bias=0.5)
+    fmt = lambda msgs: "\n".join(m["content"] for m in msgs) + "\nassistant: "  # noqa: E731
+    s = run_judge(qs, ans, judge, mode="pairwise", out=tmp_path / "p", rounds=50, progress=False,
+                  verdict="logprob", chat_format=fmt)
+    assert judge.calls == 6 * 40 * 2 * 3                  # 3 options per game
+    assert s["errors"] == {} and [r["model"] for r in s["leaderboard"]] == ["m0", "m1", "m2", "m3"]
+    rec = json.loads((tmp_path / "p" / "judgments.jsonl").read_text().splitlines()[0])
+    assert set(rec["logprobs"]) == {"A", "B", "C"} and rec["output"].endswith("]]")
+    s = run_judge(qs, ans, LogprobJudge(), mode="single", out=tmp_path / "s", rounds=50, progress=False,
+                  verdict="logprob", chat_format=fmt)
+    assert s["errors"] == {} and [r["model"] for r in s["scores"]] == ["m0", "m1", "m2", "m3"]
+    with pytest.raises(Exception, match="chat_format"):
+        run_judge(qs, ans, judge, mode="single", out=tmp_path / "x", progress=False, verdict="logprob")

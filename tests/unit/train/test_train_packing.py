@@ -121,3 +121,20 @@ def test_chunked_loss_gradients_match_unchunked(tiny_tokenizer):
         CausalLMLoss(m, chunk)(**batch).backward()
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer):
+    from instructkit.models import make_tiny_model
+    from instructkit.train.methods import enable_checkpointing
+
+    batch = collate_packed(make_rows(_examples(tiny_tokenizer, n=3, seed=4), True, 10_000), 0)
+    grads = []
+    for gc in (False, True):
+        m = make_tiny_model(tiny_tokenizer)
+        m.train()
+        if gc:
+            enable_checkpointing(m)
+            assert m.model.gradient_checkpointing
+        CausalLMLoss(m)(**batch).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

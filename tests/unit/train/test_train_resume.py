@@ -27,9 +27,9 @@ def _losses(path):
     return {r["step"]: r["loss"] for r in map(json.loads, path.read_text().splitlines()) if "loss" in r}
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_resume_from_checkpoint_reproduces_the_run(tmp_path, tiny_model_dir, method):
-    extra = [f"train.method={method}", "train.lora.dropout=0.3", "train.lora.r=4", "train.micro_batch_size=2",
+def test_resume_from_checkpoint_reproduces_the_run(tmp_path, tiny_model_dir):
+    # LoRA with dropout: the RNG state matters (full fine-tuning is covered by the SIGKILL integration test)
+    extra = ["train.method=lora", "train.lora.dropout=0.3", "train.lora.r=4", "train.micro_batch_size=2",
              "train.grad_accum=2"]
     ex = convs(20)
     full = train(_recipe(tmp_path / "a", tiny_model_dir, *extra), examples=ex)

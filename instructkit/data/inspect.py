@@ -1,0 +1,146 @@
+"""``instructkit data inspect``: what the model will actually be trained on.
+
+Per-example token views (trained tokens highlighted, token boundaries visible) in the terminal (rich)
+and as an HTML page, plus stats over the whole file (examples, tokens, trained share, truncated,
+dropped, skipped by reason) and a token-length histogram PNG.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from instructkit.chat.conversation import Conversation
+from instructkit.chat.render import IGNORE_INDEX, Renderer
+from instructkit.data.prepare import PrepareReport
+
+#: (token text, trained?) pairs
+TokenView = list[tuple[str, bool]]
+
+
+@dataclass
+class ExampleView:
+    source: str
+    line: int
+    tokens: TokenView
+    truncated: bool = False
+
+    @property
+    def n_trained(self) -> int:
+        return sum(t for _, t in self.tokens)
+
+
+@dataclass
+class InspectResult:
+    report: PrepareReport
+    lengths: list[int]
+    max_length: int | None
+    examples: list[ExampleView] = field(default_factory=list)
+
+    def summary(self) -> str:
+        r, ls = self.report, sorted(self.lengths)
+        lines = [f"examples: {r.examples} kept of {r.read} read; skipped {r.skipped.total} (bad records), "
+                 f"dropped {r.dropped_no_trained} (no trained token), truncated {r.truncated} "
+                 f"(max_length={self.max_length})",
+                 f"tokens: {r.tokens} total, {r.trained_tokens} trained ({r.trained_share:.1%})"]
+        if ls:
+            p95 = ls[min(len(ls) - 1, int(0.95 * len(ls)))]
+            lines.append(f"length: min {ls[0]}, median {statistics.median(ls):.0f}, mean {statistics.fmean(ls):.1f}, "
+                         f"p95 {p95}, max {ls[-1]}")
+        return "\n".join(lines)
+
+
+def token_view(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool]:
+    """The exact token pieces of ``conv`` (sliced from the rendered text by offsets) and whether each is trained."""
+    text, spans = renderer.text_and_spans(conv)
+    enc = renderer.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    labels = Renderer.labels_from_offsets(ids, offsets, spans)
+    cut = renderer.max_length if renderer.max_length is not None else len(ids)
+    pieces: TokenView = []
+    for k in range(min(cut, len(ids))):
+        s = offsets[k][0]
+        # offsets may be trimmed (no leading space): a token's text runs to the next token's start
+        e = offsets[k + 1][0] if k + 1 < len(ids) else len(text)
+        pieces.append((text[s:e] if e > s else renderer.tokenizer.decode([ids[k]]), labels[k] != IGNORE_INDEX))
+    return pieces, len(ids) > cut
+
+
+def inspect_conversations(convs: list[Conversation], tokenizer: Any, *, template: str | None, max_length: int | None,
+                          report: PrepareReport, lengths: list[int], n: int) -> InspectResult:
+    renderer = Renderer(tokenizer, template, max_length)
+    views = []
+    for c in convs[:n]:
+        toks, trunc = token_view(renderer, c)
+        views.append(ExampleView(str(c.meta.get("source", "")), int(c.meta.get("line", -1)), toks, trunc))
+    return InspectResult(report, lengths, max_length, views)
+
+
+# -- terminal ---------------------------------------------------------------------------------------------
+# alternating shades make token boundaries visible; green = trained, grey = context
+_STYLES = {(True, 0): "black on green3", (True, 1): "black on dark_sea_green2",
+           (False, 0): "grey70 on grey19", (False, 1): "grey85 on grey27"}
+
+
+def rich_view(view: ExampleView) -> Any:
+    from rich.text import Text
+
+    t = Text()
+    for k, (piece, trained) in enumerate(view.tokens):
+        t.append(piece.replace("\n", "\u21b5\n"), style=_STYLES[(trained, k % 2)])
+    return t
+
+
+# -- HTML -------------------------------------------------------------------------------------------------
+_CSS = """body{font-family:sans-serif;margin:2em;max-width:70em}
+.ex{font-family:monospace;white-space:pre-wrap;border:1px solid #ccc;padding:.6em;margin:.4em 0 1.4em}
+.t{border-right:1px solid #999}.p{background:#eee;color:#555}.p.o{background:#ddd}
+.y{background:#9be39b;color:#000}.y.o{background:#c8f0c8}.nl{color:#aaa}
+h2{font-size:1em;margin-bottom:0}pre{background:#f6f6f6;padding:.6em}"""
+
+
+def html_page(result: InspectResult, title: str) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<pre>{html.escape(result.summary())}</pre>",
+             "<p>Green: trained tokens (loss on). Grey: context (masked, label -100). "
+             "Each box is one token; &#8629; marks a newline.</p>"]
+    for v in result.examples:
+        head = f"{v.source}:{v.line} - {len(v.tokens)} tokens, {v.n_trained} trained" + (
+            " (truncated)" if v.truncated else "")
+        parts.append(f"<h2>{html.escape(head)}</h2><div class='ex'>")
+        for k, (piece, trained) in enumerate(v.tokens):
+            cls = ("t y" if trained else "t p") + (" o" if k % 2 else "")
+            text = html.escape(piece).replace("\n", "<span class='nl'>&#8629;</span>\n")
+            parts.append(f"<span class='{cls}'>{text}</span>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# -- plot -------------------------------------------------------------------------------------------------
+def length_histogram(result: InspectResult, out: str | Path, title: str = "token lengths") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(result.lengths or [0], bins=min(50, max(5, len(set(result.lengths)))), color="#4a7", edgecolor="#264")
+    if result.max_length:
+        ax.axvline(result.max_length, color="#c33", linestyle="--", label=f"max_length={result.max_length}")
+        ax.legend()
+    r = result.report
+    ax.set_title(f"{title}\n{r.examples} examples, {r.tokens} tokens, {r.trained_share:.1%} trained, "
+                 f"{r.truncated} truncated")
+    ax.set_xlabel("tokens per example (after truncation)")
+    ax.set_ylabel("examples")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,1 @@
+"""The built-in task suite: procedural generators (generators.py) and task YAML files (tasks/)."""

@@ -1,0 +1,252 @@
+"""Tasks as data: a YAML file names a source, a field mapping, splits, a cluster, a metric, templates.
+
+``load_task("nli_facts")`` loads a task of the built-in suite (``suite/tasks/*.yaml``);
+``load_task("path/to/task.yaml")`` a user task. ``include: other_task`` reuses another task's
+templates (re-prefixed with this task's id, so template ids stay unique across tasks).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+import yaml
+
+from instructkit.data.tasks.template import Template
+from instructkit.errors import ConfigError, DataError
+
+SUITE_DIR = Path(__file__).parent / "suite" / "tasks"
+METRICS = ("accuracy", "exact_match", "f1", "rouge_l")
+TASK_KEYS = {"id", "cluster", "metric", "description", "source", "fields", "splits", "templates", "include",
+             "answer_choices", "rationale", "preprocess", "train_split", "eval_split"}
+TEMPLATE_KEYS = {"id", "input", "target", "answer_choices", "inverted", "choices_in_prompt", "cot", "name"}
+
+
+def _gsm8k(row: dict) -> dict:
+    # GSM8K: "... <<48/2=24>>24 ...\n#### 72": the rationale is the text before ####, calculator
+    # annotations stripped (they are tool calls, not prose), the answer the number after ####.
+    sol, _, ans = row["answer"].partition("####")
+    rationale = re.sub(r"<<[^>]*>>", "", sol).strip().replace("\n", " ")
+    return dict(row, rationale=rationale, answer=ans.strip().replace(",", ""))
+
+
+PREPROCESS: dict[str, Callable[[dict], dict]] = {"gsm8k": _gsm8k}
+
+
+@dataclass
+class Task:
+    id: str
+    cluster: str
+    metric: str
+    templates: list[Template]
+    source: dict[str, Any]
+    splits: list[str] = field(default_factory=lambda: ["train", "validation"])
+    fields: dict[str, str] = field(default_factory=dict)
+    rationale: str | None = None
+    preprocess: str | None = None
+    description: str = ""
+    path: str | None = None  # the YAML file (None for suite tasks loaded by id is never the case)
+    train_split: str = "train"
+    eval_split: str = "validation"
+
+    @property
+    def has_rationale(self) -> bool:
+        return self.rationale is not None
+
+    @property
+    def ref(self) -> str:
+        """What :func:`load_task` needs to load this task again (id for the suite, else the path)."""
+        return self.id if self.path and Path(self.path).parent == SUITE_DIR else (self.path or self.id)
+
+    def load_split(self, split: str) -> list[dict]:
+        if split not in self.splits:
+            raise ConfigError(f"task {self.id}: no split {split!r} (has {', '.join(self.splits)})")
+        rows = [dict(r) for r in _load_source(self.source, split, self.path)]
+        out = []
+        for r in rows:
+            for new, old in self.fields.items():
+                if old not in r:
+                    raise DataError(f"task {self.id}: source row has no field {old!r} (fields: {sorted(r)})",
+                                    path=self.path, field=f"fields.{new}", reason="missing_field")
+                r[new] = r[old]
+            if self.preprocess:
+                r = PREPROCESS[self.preprocess](r)
+            out.append(r)
+        return out
+
+
+# -- sources -------------------------------------------------------------------------------------
+def _read_file(path: Path) -> list[dict]:
+    if not path.exists():
+        raise DataError("source file not found", path=str(path), reason="missing_file")
+    if path.suffix == ".csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.read_table(path).to_pylist()
+    rows = []
+    with path.open() as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=i, reason="invalid_json") from None
+    return rows
+
+
+def _load_builtin(src: dict, split: str) -> list[dict]:
+    from instructkit.data.tasks.suite.generators import generate
+    n = int(src.get(split, 0))
+    # the split name goes into the seed: train and eval rows come from different streams
+    return generate(src["builtin"], n, hash_seed(src.get("seed", 0), split))
+
+
+def hash_seed(seed: int, split: str) -> int:
+    return seed * 1000 + {"train": 0, "validation": 1, "test": 2}.get(split, 3)
+
+
+def _load_disk(src: dict, split: str, base: Path) -> list[dict]:
+    from datasets import load_from_disk
+    ds = load_from_disk(str(base / src["disk"]))
+    return [dict(r) for r in ds[split]]
+
+
+def _load_hub(src: dict, split: str, base: Path) -> list[dict]:
+    import os
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ConfigError(f"source.hub {src['hub']!r}: offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set); "
+                          "save it with datasets.save_to_disk and use source.disk instead")
+    from datasets import load_dataset
+    return [dict(r) for r in load_dataset(src["hub"], src.get("subset"), split=split)]
+
+
+def _load_files(src: dict, split: str, base: Path) -> list[dict]:
+    files = src["files"]
+    if split not in files:
+        raise ConfigError(f"source.files has no split {split!r}")
+    return _read_file(base / files[split])
+
+
+SOURCES = {"builtin": lambda s, sp, b: _load_builtin(s, sp), "files": _load_files, "disk": _load_disk,
+           "hub": _load_hub}
+
+
+def _load_source(src: dict, split: str, path: str | None) -> list[dict]:
+    base = Path(path).parent if path else Path(".")
+    kind = next(k for k in SOURCES if k in src)
+    return SOURCES[kind](src, split, base)
+
+
+# -- YAML -> Task --------------------------------------------------------------------------------
+def _err(path: Path, key: str, msg: str) -> ConfigError:
+    return ConfigError(f"{path}: key '{key}': {msg}")
+
+
+def _parse_template(d: Any, i: int, task_id: str, path: Path, default_choices: Any) -> Template:
+    if not isinstance(d, dict):
+        raise _err(path, f"templates[{i}]", "must be a mapping")
+    unknown = set(d) - TEMPLATE_KEYS
+    if unknown:
+        raise _err(path, f"templates[{i}].{sorted(unknown)[0]}", "unknown key")
+    for k in ("id", "input", "target"):
+        if not isinstance(d.get(k), str) or not d[k].strip():
+            raise _err(path, f"templates[{i}].{k}", "required (non-empty string)")
+    t = Template(id=f"{task_id}/{d['id']}", input=d["input"], target=d["target"],
+                 answer_choices=d.get("answer_choices", default_choices),
+                 inverted=bool(d.get("inverted", False)), choices_in_prompt=bool(d.get("choices_in_prompt", False)),
+                 cot=bool(d.get("cot", False)), name=d.get("name", d["id"]))
+    for k in ("input", "target", "answer_choices"):
+        try:
+            if isinstance(getattr(t, k), str):
+                t._compile(getattr(t, k))
+        except jinja2.TemplateSyntaxError as e:
+            raise _err(path, f"templates[{i}].{k}", f"Jinja syntax error: {e.message}") from None
+    return t
+
+
+@lru_cache(maxsize=None)
+def _load_path(path: str) -> Task:
+    p = Path(path)
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: a task file must be a mapping")
+    unknown = set(d) - TASK_KEYS
+    if unknown:
+        raise _err(p, sorted(unknown)[0], f"unknown key (allowed: {', '.join(sorted(TASK_KEYS))})")
+    for k in ("id", "cluster", "source"):
+        if k not in d:
+            raise _err(p, k, "missing required key")
+    metric = d.get("metric", "exact_match")
+    if metric not in METRICS:
+        raise _err(p, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    src = d["source"]
+    if not isinstance(src, dict) or not any(k in src for k in SOURCES):
+        raise _err(p, "source", f"needs one of {', '.join(SOURCES)}")
+    if d.get("preprocess") and d["preprocess"] not in PREPROCESS:
+        raise _err(p, "preprocess", f"unknown (choices: {', '.join(PREPROCESS)})")
+    if "include" in d:
+        base = load_task(d["include"])
+        templates = [Template(**{**t.__dict__, "id": f"{d['id']}/{t.id.split('/', 1)[1]}", "_cache": {}})
+                     for t in base.templates]
+    else:
+        templates = []
+    raw = d.get("templates") or []
+    if not isinstance(raw, list):
+        raise _err(p, "templates", "must be a list")
+    templates += [_parse_template(t, i, d["id"], p, d.get("answer_choices")) for i, t in enumerate(raw)]
+    if not templates:
+        raise _err(p, "templates", "a task needs at least one template (or include:)")
+    ids = [t.id for t in templates]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise _err(p, "templates", f"duplicate template ids {sorted(dup)}")
+    splits = d.get("splits") or ([k for k in ("train", "validation", "test") if k in src]
+                                 if "builtin" in src else list(src.get("files", {})) or ["train", "validation"])
+    eval_split = d.get("eval_split") or next((s for s in ("validation", "test") if s in splits), splits[-1])
+    return Task(id=d["id"], cluster=d["cluster"], metric=metric, templates=templates, source=src,
+                splits=splits, fields=d.get("fields") or {}, rationale=d.get("rationale"),
+                preprocess=d.get("preprocess"), description=d.get("description", ""), path=str(p.resolve()),
+                train_split=d.get("train_split", "train"), eval_split=eval_split)
+
+
+def load_task(ref: str) -> Task:
+    """A task by suite id (``nli_facts``) or by YAML path."""
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"task file not found: {ref}")
+        return _load_path(str(p.resolve()))
+    suite = SUITE_DIR / f"{ref}.yaml"
+    if not suite.is_file():
+        raise ConfigError(f"unknown task {ref!r}: not a built-in task id "
+                          f"({', '.join(t.stem for t in sorted(SUITE_DIR.glob('*.yaml')))}) nor a .yaml path")
+    return _load_path(str(suite.resolve()))
+
+
+def builtin_tasks() -> list[Task]:
+    return [load_task(p.stem) for p in sorted(SUITE_DIR.glob("*.yaml"))]
+
+
+def load_tasks(refs: list[str]) -> list[Task]:
+    """Ids, YAML files, folders of YAML files, or ``builtin`` (the whole suite)."""
+    out: list[Task] = []
+    for r in refs:
+        if r == "builtin":
+            out += builtin_tasks()
+        elif Path(r).is_dir():
+            out += [load_task(str(p)) for p in sorted(Path(r).glob("*.y*ml"))]
+        else:
+            out.append(load_task(r))
+    seen: set[str] = set()
+    return [t for t in out if not (t.id in seen or seen.add(t.id))]

@@ -1,0 +1,154 @@
+"""Metrics: rank classification, exact match, token F1, ROUGE-L, CoT answer extraction, majority vote.
+
+Normalisation for exact match / F1 follows SQuAD (lower case, drop punctuation and articles, squeeze
+whitespace). Rank classification reports lm-eval's three flavours: ``acc`` (sum of log-probs),
+``acc_norm`` (log-prob per character, lm-eval's acc_norm) and ``acc_token`` (log-prob per token).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from typing import Callable, Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize(text: str) -> str:
+    text = "".join(ch for ch in str(text).lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, target: str | Sequence[str]) -> float:
+    targets = [target] if isinstance(target, str) else list(target)
+    p = normalize(prediction)
+    return float(any(p == normalize(t) for t in targets))
+
+
+def f1(prediction: str, target: str | Sequence[str]) -> float:
+    """Token-overlap F1 (SQuAD); the best over several targets."""
+    targets = [target] if isinstance(target, str) else list(target)
+    best = 0.0
+    p = normalize(prediction).split()
+    for t in targets:
+        g = normalize(t).split()
+        if not p or not g:
+            best = max(best, float(p == g))
+            continue
+        common = sum((Counter(p) & Counter(g)).values())
+        if common:
+            prec, rec = common / len(p), common / len(g)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, start=1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(prediction: str, target: str | Sequence[str]) -> float:
+    """ROUGE-L F-measure on lower-cased alphanumeric tokens (as rouge_score's default tokenizer)."""
+    targets = [target] if isinstance(target, str) else list(target)
+    p = re.findall(r"[a-z0-9]+", str(prediction).lower())
+    best = 0.0
+    for t in targets:
+        g = re.findall(r"[a-z0-9]+", str(t).lower())
+        if not p or not g:
+            continue
+        lcs = _lcs(p, g)
+        if lcs:
+            prec, rec = lcs / len(p), lcs / len(g)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+# -- rank classification ---------------------------------------------------------------------------
+NORMALISATIONS: dict[str, Callable[[float, int, int], float]] = {
+    "sum": lambda lp, n_tok, n_chr: lp,
+    "token": lambda lp, n_tok, n_chr: lp / max(n_tok, 1),
+    "char": lambda lp, n_tok, n_chr: lp / max(n_chr, 1),
+}
+
+
+def rank_classification(logprobs: Sequence[float], n_tokens: Sequence[int] | None = None,
+                        n_chars: Sequence[int] | None = None, norm: str = "sum") -> int:
+    """Index of the highest-scoring choice (ties: the first, as argmax)."""
+    if norm not in NORMALISATIONS:
+        raise ValueError(f"norm must be one of {', '.join(NORMALISATIONS)}")
+    n_tokens = n_tokens or [1] * len(logprobs)
+    n_chars = n_chars or [1] * len(logprobs)
+    scores = [NORMALISATIONS[norm](lp, t, c) for lp, t, c in zip(logprobs, n_tokens, n_chars)]
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+# -- chain-of-thought answer extraction ------------------------------------------------------------
+_PATTERNS = [
+    re.compile(r"####\s*([^\n]+)"),
+    re.compile(r"[Ss]o the answer is[:\s]*(.+?)(?:\.\s*$|\.\s*\n|\n|$)"),
+    re.compile(r"[Tt]he (?:final )?answer is[:\s]*(.+?)(?:\.\s*$|\.\s*\n|\n|$)"),
+]
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+def _clean_number(s: str) -> str:
+    s = s.replace(",", "").replace("$", "").strip()
+    if re.fullmatch(r"-?\d+\.0+", s):
+        s = s.split(".")[0]
+    return s
+
+
+def extract_answer(text: str, kind: str = "text") -> str:
+    """The answer a CoT completion states. ``kind="number"`` returns the number (math: the last number).
+
+    Order: ``#### X``, ``So the answer is X``, ``The answer is X``; for numbers the last number in the
+    matched answer or, failing a pattern, in the whole text. Empty string when nothing is found.
+    """
+    text = str(text)
+    found = None
+    for pat in _PATTERNS:
+        ms = pat.findall(text)
+        if ms:
+            found = ms[-1].strip()
+            break
+    if kind == "number":
+        nums = _NUMBER.findall(found if found and _NUMBER.search(found) else text)
+        return _clean_number(nums[-1]) if nums else ""
+    if found is None:
+        return text.strip().split("\n")[0].strip()
+    return found.strip().rstrip(".").strip()
+
+
+def majority_vote(answers: Sequence[str]) -> str:
+    """The most frequent non-empty answer; ties broken by first appearance (deterministic)."""
+    valid = [a for a in answers if a != ""]
+    if not valid:
+        return ""
+    counts = Counter(valid)
+    top = max(counts.values())
+    return next(a for a in valid if counts[a] == top)
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std / sqrt(n), as lm-eval)."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+METRICS: dict[str, Callable[[str, str | Sequence[str]], float]] = {
+    "exact_match": exact_match, "f1": f1, "rouge_l": rouge_l,
+}
