@@ -48,7 +48,7 @@ def main() -> None:
     try:
         app()
     except InstructkitError as e:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=False)
+        Console(stderr=True).print(f"error: {e}", style="bold red", highlight=False, markup=False)
         sys.exit(2)
 
 
