@@ -148,7 +148,8 @@ class Renderer:
             if not m.trained:
                 continue
             head = self.apply(msgs[:i], add_generation_prompt=m.role == "assistant") if i else ""
-            upto = self.apply(msgs[: i + 1]).rstrip()
+            # the last turn's prefix is the whole text: don't render it twice (hot path of data prepare)
+            upto = (text if i == len(msgs) - 1 else self.apply(msgs[: i + 1])).rstrip()
             if not (text.startswith(upto) and upto.startswith(head)):
                 # e.g. templates that rewrite earlier turns (drop reasoning) or stamp dates per call
                 raise InstructkitError("the chat template is not prefix-stable (rendering a conversation's first "

@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterator
 
 from instructkit.errors import DataError, InstructkitError
 
-FORMATS = ("zero_shot", "few_shot", "zero_shot_cot", "few_shot_cot")
+from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS  # one definition of the formats
+
 LETTERS = "ABCD"
-COT_TRIGGER = "Let's think step by step."
 
 
 @dataclass

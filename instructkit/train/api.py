@@ -79,7 +79,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     if examples is None:
         records, data_report = load_records(d.paths, tokenizer, template=m.chat_template, max_length=d.max_length,
                                             fmt=d.format, on_error=d.on_error, limit=d.limit,
-                                            **{k: getattr(d, k) for k in ("num_proc", "cache_dir") if hasattr(d, k)})
+                                            num_proc=d.num_proc, cache_dir=d.cache_dir)
         if eval_examples is None:
             records, eval_records = split(records, d.val_fraction, recipe.seed)
         else:
