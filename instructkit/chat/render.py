@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from instructkit.chat.conversation import Conversation
@@ -129,27 +130,47 @@ class Renderer:
         self.source = resolve_template(self.template, self.tokenizer)
         self._tmpl = compile_template(self.source)
         self._specials = _special_tokens(self.tokenizer)
+        self._tool_problem: str | None | bool = False  # False: not probed yet
 
     # -- text level -----------------------------------------------------------------------------
-    def apply(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = False) -> str:
+    def apply(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = False,
+              tools: Sequence[dict[str, Any]] | None = None) -> str:
         return self._tmpl.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                 tools=None, documents=None, **self._specials)
+                                 tools=list(tools) if tools else None, documents=None, **self._specials)
 
-    def prompt_text(self, conversation: Conversation | Sequence[dict[str, Any]]) -> str:
+    def check_tool_support(self) -> None:
+        """Raise if this template cannot render tool use (probed once; see ``chat.template_check``)."""
+        if self._tool_problem is False:
+            from instructkit.chat.template_check import tool_support_problem
+            self._tool_problem = tool_support_problem(self)
+        if self._tool_problem:
+            raise InstructkitError(f"the chat template cannot train or run tool calls: {self._tool_problem}; "
+                                   "use the shipped template 'chatml_tools' (--template chatml_tools, "
+                                   "model.chat_template: chatml_tools) or a tools-aware template")
+
+    def prompt_text(self, conversation: Conversation | Sequence[dict[str, Any]],
+                    tools: Sequence[dict[str, Any]] | None = None) -> str:
         """The text a model continues to answer: all messages plus the generation prompt."""
-        msgs = conversation.to_messages() if isinstance(conversation, Conversation) else list(conversation)
-        return self.apply(msgs, add_generation_prompt=True)
+        if isinstance(conversation, Conversation):
+            msgs, tools = conversation.to_messages(), tools or conversation.tools
+        else:
+            msgs = list(conversation)
+        if tools or any(m.get("tool_calls") for m in msgs):  # plain-text tool turns render anywhere
+            self.check_tool_support()
+        return self.apply(msgs, add_generation_prompt=True, tools=tools)
 
     def text_and_spans(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
-        msgs = conversation.to_messages()
-        text = self.apply(msgs)
+        msgs, tools = conversation.to_messages(), conversation.tools
+        if conversation.tools or any(m.tool_calls for m in conversation.messages):
+            self.check_tool_support()
+        text = self.apply(msgs, tools=tools)
         spans: list[tuple[int, int]] = []
         for i, m in enumerate(conversation.messages):
             if not m.trained:
                 continue
-            head = self.apply(msgs[:i], add_generation_prompt=m.role == "assistant") if i else ""
+            head = self.apply(msgs[:i], add_generation_prompt=m.role == "assistant", tools=tools) if i else ""
             # the last turn's prefix is the whole text: don't render it twice (hot path of data prepare)
-            upto = (text if i == len(msgs) - 1 else self.apply(msgs[: i + 1])).rstrip()
+            upto = (text if i == len(msgs) - 1 else self.apply(msgs[: i + 1], tools=tools)).rstrip()
             if not (text.startswith(upto) and upto.startswith(head)):
                 # e.g. templates that rewrite earlier turns (drop reasoning) or stamp dates per call
                 raise InstructkitError("the chat template is not prefix-stable (rendering a conversation's first "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import typing
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
@@ -81,20 +82,63 @@ def validate(model: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise ConfigError(_format_validation(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{self.name}:{line}: duplicate key {key!r} (first set on line {seen[key]}); "
+                                  "YAML would silently keep only the last one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(p: Path) -> Any:
+    """Parse a YAML file: duplicate keys are errors, syntax errors name the file."""
+    text = p.read_text(encoding="utf-8-sig")
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(p)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
+
+
+def _relative_to(data: Any, base: Path) -> Any:
+    """Strings written ``./x`` or ``../x`` in a recipe are paths relative to the recipe file, so a recipe
+    works from any working directory (``recipes/t0.yaml`` names ``../shared/data``)."""
+    if isinstance(data, dict):
+        return {k: _relative_to(v, base) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_relative_to(v, base) for v in data]
+    if isinstance(data, str) and data.startswith(("./", "../")):
+        return str(Path(os.path.normpath(base / data)))
+    return data
+
+
 def load_config(model: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
-    """Read YAML (optional), apply dotted overrides, validate into ``model``."""
+    """Read YAML (optional), apply dotted overrides, validate into ``model``.
+
+    In the file, duplicate keys and an empty file are errors, and ``./``/``../`` paths are relative to the
+    file (see :func:`_relative_to`); overrides are taken as given (relative to the working directory)."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        data = read_yaml(p)
+        if data is None:
+            raise ConfigError(f"{p}: the file is empty (no sections); write at least one, e.g. 'model:' or 'data:'")
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
+        data = _relative_to(data, p.resolve().parent)
         source = str(p)
     overrides = list(overrides)
     if overrides:

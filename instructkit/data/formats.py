@@ -4,11 +4,16 @@ Formats (``FORMATS``; :func:`detect_record_format` picks one from a record's key
 
 * ``alpaca``: ``{"instruction", "input"?, "output", "system"?}``. The user turn is the instruction, plus
   ``"\\n\\n" + input`` when input is non-empty (the Alpaca/LLaMA-Factory convention).
+  LLaMA-Factory's ``history`` (``[[instruction, response], ...]``, earlier turns) becomes turns before it.
 * ``sharegpt``: ``{"conversations": [{"from", "value"}], "system"?}``. ``from`` is mapped by
   :data:`SHAREGPT_ROLES` (the union of what FastChat, LLaMA-Factory and Axolotl accept):
   human/user -> user; gpt/assistant/chatgpt/bing/bard/model -> assistant; system -> system;
   function_call -> assistant (the model's call is trained like any assistant turn);
   observation/tool/function_response -> tool (the tool's answer, not trained).
+  Repairs (counted in the report, never silent): share-site banners in system turns
+  (``*This conversation is shared from ChatHub*``) are dropped (``dropped_share_banner``); a conversation
+  that starts with an assistant turn (a split conversation) loses that turn, as FastChat does
+  (``repaired_leading_assistant``; ``repair_leading_assistant=False`` rejects it instead).
 * ``openai``: ``{"messages": [{"role", "content", "name"?}]}``; ``developer`` is read as ``system`` and
   ``function`` as ``tool``; content may be a string or a list of ``{"type": "text", "text"}`` parts.
 * ``prompt_completion``: ``{"prompt", "completion"}``. A trailing literal ``<|endoftext|>`` is stripped
@@ -26,11 +31,13 @@ import re
 from typing import Any, Callable
 
 from instructkit.chat.conversation import Conversation, Message
+from instructkit.data.tool_records import record_tools, with_tool_fields
 from instructkit.errors import DataError
 
 #: reasons a record can be rejected for; SkipReport counts by these
-REASONS = ("invalid_json", "missing_field", "wrong_type", "unknown_role", "empty_assistant", "non_alternating",
-           "no_assistant", "empty_conversation", "unknown_format", "no_trained_tokens")
+REASONS = ("invalid_json", "invalid_encoding", "invalid_unicode", "too_deep", "missing_field", "wrong_type",
+           "unknown_role", "empty_assistant", "non_alternating", "no_assistant", "empty_conversation",
+           "unknown_format", "no_trained_tokens", "too_long")
 
 EOS_MARKER = "<|endoftext|>"
 
@@ -77,26 +84,46 @@ def _validated(conv: Conversation, fields: list[str], suffixes: dict[str, str] |
         raise e from None
 
 
+def _history(rec: dict[str, Any]) -> tuple[list[Message], list[str]]:
+    """LLaMA-Factory's ``history``: earlier ``[instruction, response]`` pairs, read as turns before this one."""
+    hist = _get(rec, "history", list, required=False) or []
+    msgs, fields = [], []
+    for i, pair in enumerate(hist):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise DataError("expected an [instruction, response] pair", field=f"history[{i}]", reason="wrong_type")
+        for j, role in enumerate(("user", "assistant")):
+            if not isinstance(pair[j], str):
+                raise DataError(f"expected str, got {type(pair[j]).__name__}", field=f"history[{i}][{j}]",
+                                reason="wrong_type")
+            msgs.append(Message(role, pair[j]))
+            fields.append(f"history[{i}][{j}]")
+    return msgs, fields
+
+
 def from_alpaca(rec: dict[str, Any]) -> Conversation:
     instruction = _get(rec, "instruction")
     inp = _get(rec, "input", required=False) or ""
     output = _get(rec, "output")
     system = _get(rec, "system", required=False)
+    hist, hist_fields = _history(rec)
     user = f"{instruction}\n\n{inp}" if inp.strip() else instruction
-    msgs = ([Message("system", system)] if system else []) + [Message("user", user), Message("assistant", output)]
-    fields = (["system"] if system else []) + ["instruction", "output"]
+    msgs = ([Message("system", system)] if system else []) + hist + [Message("user", user),
+                                                                      Message("assistant", output)]
+    fields = (["system"] if system else []) + hist_fields + ["instruction", "output"]
     # the generic validator would say "messages[1].content"; an empty output is the alpaca field "output"
     return _validated(Conversation(msgs), fields)
 
 
 def _turns(rec: dict[str, Any], key: str, role_key: str, text_key: str, roles: dict[str, str],
-           content: Callable[[Any, str], str]) -> Conversation:
+           content: Callable[[Any, str], str], drop: frozenset[int] = frozenset()) -> Conversation:
     turns = _get(rec, key, list)
     if not turns:
         raise DataError("conversation has no turns", field=key, reason="empty_conversation")
     system = _get(rec, "system", required=False)
     msgs, fields = ([Message("system", system)], ["system"]) if system else ([], [])
     for i, t in enumerate(turns):
+        if i in drop:  # repaired away by the caller (counted there); fields keep the source indices
+            continue
         pre = f"{key}[{i}]."
         if not isinstance(t, dict):
             raise DataError(f"expected an object, got {type(t).__name__}", field=f"{key}[{i}]", reason="wrong_type")
@@ -106,9 +133,10 @@ def _turns(rec: dict[str, Any], key: str, role_key: str, text_key: str, roles: d
                             field=pre + role_key, reason="unknown_role")
         text = content(t.get(text_key), pre + text_key) if text_key in t else _get(t, text_key, prefix=pre)
         name = t.get("name") if isinstance(t.get("name"), str) else None
-        msgs.append(Message(roles[who], text, name))
+        msgs.append(with_tool_fields(Message(roles[who], text, name), t, pre, text_key))
         fields.append(f"{key}[{i}]")
-    return _validated(Conversation(msgs), fields, {".role": "." + role_key, ".content": "." + text_key})
+    return _validated(Conversation(msgs, tools=record_tools(rec)), fields,
+                      {".role": "." + role_key, ".content": "." + text_key})
 
 
 def _plain_text(val: Any, field: str) -> str:
@@ -131,8 +159,39 @@ def _openai_content(val: Any, field: str) -> str:
     return _plain_text(val, field)
 
 
-def from_sharegpt(rec: dict[str, Any]) -> Conversation:
-    return _turns(rec, "conversations", "from", "value", SHAREGPT_ROLES, _plain_text)
+#: "*This conversation is shared from ChatHub*"-style banners that share sites put in a system turn
+SHARE_BANNER = re.compile(r"^\W*this conversation (is|was) shared (from|via|with|on)\b", re.IGNORECASE)
+
+
+def _sharegpt_repairs(turns: Any, repair_leading_assistant: bool) -> tuple[frozenset[int], list[str]]:
+    """Turns to drop and why: share banners in system turns (not system prompts) and, like FastChat, the
+    assistant turn a split conversation starts with (its question is in the previous part)."""
+    if not isinstance(turns, list):
+        return frozenset(), []
+    drop, repairs = set(), []
+    for i, t in enumerate(turns):
+        if (isinstance(t, dict) and SHAREGPT_ROLES.get(t.get("from")) == "system"
+                and isinstance(t.get("value"), str) and SHARE_BANNER.match(t["value"])):
+            drop.add(i)
+            repairs.append("dropped_share_banner")
+    if repair_leading_assistant:
+        rest = [i for i, t in enumerate(turns) if i not in drop and not (
+            isinstance(t, dict) and SHAREGPT_ROLES.get(t.get("from")) == "system")]
+        first = turns[rest[0]] if rest else None
+        if isinstance(first, dict) and SHAREGPT_ROLES.get(first.get("from")) == "assistant" and len(rest) > 1:
+            drop.add(rest[0])
+            repairs.append("repaired_leading_assistant")
+    return frozenset(drop), repairs
+
+
+def from_sharegpt(rec: dict[str, Any], repair_leading_assistant: bool = True) -> Conversation:
+    """``repair_leading_assistant`` (default on): drop a leading assistant turn instead of rejecting the
+    record (counted as ``repaired_leading_assistant``); share banners are always dropped and counted."""
+    drop, repairs = _sharegpt_repairs(rec.get("conversations"), repair_leading_assistant)
+    conv = _turns(rec, "conversations", "from", "value", SHAREGPT_ROLES, _plain_text, drop)
+    if repairs:
+        conv.meta["repairs"] = repairs
+    return conv
 
 
 def from_openai(rec: dict[str, Any]) -> Conversation:
@@ -172,7 +231,38 @@ def detect_record_format(rec: Any) -> str:
                     "or pass format=", reason="unknown_format")
 
 
-def convert(rec: Any, fmt: str) -> Conversation:
+#: source fields each converter reads (a converter that starts reading a field adds it here); anything
+#: else is counted in the report as a field that is not read, so nothing is dropped without notice
+KNOWN_FIELDS: dict[str, set[str]] = {
+    "alpaca": {"instruction", "input", "output", "system", "history", "id"},
+    "sharegpt": {"conversations", "system", "id", "tools"},
+    "openai": {"messages", "id", "tools"},
+    "prompt_completion": {"prompt", "completion", "id"},
+}
+#: per-turn fields read, for formats whose turns are objects
+KNOWN_TURN_FIELDS: dict[str, tuple[str, set[str]]] = {
+    "sharegpt": ("conversations", {"from", "value", "name"}),
+    "openai": ("messages", {"role", "content", "name", "tool_calls", "tool_call_id"}),
+}
+
+
+def unknown_fields(rec: dict[str, Any], fmt: str) -> list[str]:
+    """Fields of ``rec`` that the ``fmt`` converter does not read (``key`` or ``turns[].key``)."""
+    known = KNOWN_FIELDS.get(fmt)
+    out = {k for k in rec if k not in known} if known is not None else set()
+    key, turn_known = KNOWN_TURN_FIELDS.get(fmt, (None, None))
+    if key and isinstance(rec.get(key), list):
+        out.update(f"{key}[].{k}" for t in rec[key] if isinstance(t, dict) for k in t if k not in turn_known)
+    return sorted(out)
+
+
+def convert(rec: Any, fmt: str, **options: Any) -> Conversation:
+    """``options`` go to converters that take them (``repair_leading_assistant`` for ShareGPT)."""
     if not isinstance(rec, dict):
         raise DataError(f"record must be a JSON object, got {type(rec).__name__}", reason="wrong_type")
-    return FORMATS[fmt](rec)
+    fn = FORMATS[fmt]
+    conv = fn(rec, **options) if options and fmt == "sharegpt" else fn(rec)
+    extra = unknown_fields(rec, fmt)
+    if extra:
+        conv.meta["unknown_fields"] = extra
+    return conv

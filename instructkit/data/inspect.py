@@ -43,9 +43,13 @@ class InspectResult:
     def summary(self) -> str:
         r, ls = self.report, sorted(self.lengths)
         lines = [f"examples: {r.examples} kept of {r.read} read; skipped {r.skipped.total} (bad records), "
-                 f"dropped {r.dropped_no_trained} (no trained token), truncated {r.truncated} "
-                 f"(max_length={self.max_length})",
+                 f"dropped {r.dropped_total} ({r.dropped_no_trained} no trained token, {r.dropped_too_long} too "
+                 f"long), truncated {r.truncated} (max_length={self.max_length}, truncate: {r.truncate})",
                  f"tokens: {r.tokens} total, {r.trained_tokens} trained ({r.trained_share:.1%})"]
+        for reason, n in r.dropped.counts.most_common():  # located drops: where to look
+            lines.append(f"dropped ({reason}): {n}, e.g. " + "; ".join(r.dropped.examples.get(reason, [])[:3]))
+        if r.drops_path:
+            lines.append(f"every drop, located: {r.drops_path}")
         if ls:
             p95 = ls[min(len(ls) - 1, int(0.95 * len(ls)))]
             lines.append(f"length: min {ls[0]}, median {statistics.median(ls):.0f}, mean {statistics.fmean(ls):.1f}, "
@@ -129,14 +133,21 @@ def length_histogram(result: InspectResult, out: str | Path, title: str = "token
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(result.lengths or [0], bins=min(50, max(5, len(set(result.lengths)))), color="#4a7", edgecolor="#264")
+    r = result.report
+    kept, dropped = result.lengths or [0], r.dropped_lengths
+    every = kept + dropped
+    bins = min(50, max(5, len(set(every))))
+    edges = __import__("numpy").histogram_bin_edges(every, bins=bins)
+    # dropped examples (at their full length) stacked in red on the kept ones: what max_length throws away
+    ax.hist([kept, dropped] if dropped else [kept], bins=edges, stacked=True,
+            color=["#4a7", "#c55"][: 2 if dropped else 1], edgecolor="#264",
+            label=["kept (after truncation)", f"dropped: {r.dropped_total}"][: 2 if dropped else 1])
     if result.max_length:
         ax.axvline(result.max_length, color="#c33", linestyle="--", label=f"max_length={result.max_length}")
-        ax.legend()
-    r = result.report
-    ax.set_title(f"{title}\n{r.examples} examples, {r.tokens} tokens, {r.trained_share:.1%} trained, "
-                 f"{r.truncated} truncated")
-    ax.set_xlabel("tokens per example (after truncation)")
+    ax.legend()
+    ax.set_title(f"{title}\n{r.examples} kept, {r.dropped_total} dropped, {r.truncated} truncated "
+                 f"(truncate: {r.truncate}); {r.tokens} tokens, {r.trained_share:.1%} trained", fontsize=9)
+    ax.set_xlabel("tokens per example (kept: after truncation; dropped: full length)")
     ax.set_ylabel("examples")
     fig.tight_layout()
     out = Path(out)

@@ -1,17 +1,17 @@
 """Read SFT data files into :class:`Conversation` objects, streaming, with located errors.
 
-* ``path`` may be a file, a folder (every ``*.json``/``*.jsonl`` directly inside, sorted), a glob
-  (``data/*.jsonl``), or a list of those.
-* JSONL (``.jsonl``, or a ``.json`` file whose first line is a complete object) is read line by line by a
-  generator: the file is never held in memory and reading the first record parses one line.
-  ``meta["line"]`` is the 1-based line number. Blank lines are not records and are passed over.
-* A JSON array file (``.json`` starting with ``[``) is parsed whole with :func:`json.load` (a JSON array
-  cannot be streamed without a third-party incremental parser); its records are located by **record
-  index** (0-based, ``data[i]``): ``meta["line"] = meta["index"] = i``.
+* ``path`` may be a file, a folder (every ``*.jsonl``/``*.json``/``*.jsonl.gz``/``*.csv``/``*.parquet``
+  directly inside, sorted), a glob (``data/*.jsonl``), or a list of those.
+* Raw records come from :mod:`instructkit.data.files`: JSON Lines line by line (``meta["line"]`` is the
+  1-based line; blank lines are not records), JSON arrays and Parquet by record index (``meta["line"]`` is
+  a :class:`RecordIndex`, printed ``record N``), CSV by line, gzip of JSON/JSONL transparently. Encoding
+  faults (bad UTF-8, lone surrogates, a BOM) and absurd nesting are located per record.
 * The format is detected per file from its first record (:func:`detect_format`), unless ``format=``
   names one (see :mod:`instructkit.data.formats`).
 * ``on_error="raise"`` raises the first :class:`DataError` (``file:line: field 'x': message``);
   ``on_error="skip"`` counts every rejected record by reason in a :class:`SkipReport` and goes on.
+  The report also counts records read, repairs (ShareGPT's leading assistant turn, share banners) and
+  source fields no converter reads.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
 from instructkit.chat.conversation import Conversation
+from instructkit.data.files import SUFFIXES, Raw, RecordIndex, file_kind, iter_records
 from instructkit.data.formats import FORMATS, convert, detect_record_format
 from instructkit.errors import DataError, InstructkitError
 
 PathLike = Union[str, Path]
-SUFFIXES = (".json", ".jsonl")
+__all__ = ["Raw", "RecordIndex", "SkipReport", "detect_format", "expand_paths", "iter_records",
+           "read_conversations"]
 
 
 @dataclass
@@ -38,6 +40,14 @@ class SkipReport:
     max_examples: int = 3
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    #: records kept after an explicit repair, by repair (e.g. repaired_leading_assistant, dropped_share_banner)
+    repaired: Counter = field(default_factory=Counter)
+    #: source fields no converter reads, by "format: field" (counted, so nothing is dropped unseen)
+    unknown_fields: Counter = field(default_factory=Counter)
+    #: file-level remarks (e.g. a JSON array in a .jsonl file)
+    notes: list[str] = field(default_factory=list)
+    #: records read from the files, good or bad (read = kept + skipped + dropped, see PrepareReport)
+    read: int = 0
 
     def add(self, err: DataError) -> None:
         self.counts[err.reason] += 1
@@ -50,17 +60,32 @@ class SkipReport:
             self.counts[reason] += n
             ex = self.examples.setdefault(reason, [])
             ex.extend(other.examples.get(reason, [])[: max(0, self.max_examples - len(ex))])
+        self.repaired.update(other.repaired)
+        self.unknown_fields.update(other.unknown_fields)
+        self.notes += other.notes
+        self.read += other.read
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "examples": self.examples}
+        return {"counts": dict(self.counts), "examples": self.examples, "repaired": dict(self.repaired),
+                "unknown_fields": dict(self.unknown_fields), "notes": self.notes, "read": self.read}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SkipReport":
-        return cls(counts=Counter(d.get("counts", {})), examples=dict(d.get("examples", {})))
+        return cls(counts=Counter(d.get("counts", {})), examples=dict(d.get("examples", {})),
+                   repaired=Counter(d.get("repaired", {})), unknown_fields=Counter(d.get("unknown_fields", {})),
+                   notes=list(d.get("notes", [])), read=int(d.get("read", 0)))
+
+    def extras(self) -> list[str]:
+        """Lines for what was repaired, fields nobody reads, and file notes."""
+        out = [f"repaired: {', '.join(f'{k} {n}' for k, n in self.repaired.most_common())}"] if self.repaired else []
+        if self.unknown_fields:
+            out.append("fields not read (ignored): " + ", ".join(f"{k} ({n} records)"
+                                                                   for k, n in self.unknown_fields.most_common(12)))
+        return out + self.notes
 
     def __rich__(self) -> Any:
         from rich.table import Table
@@ -71,14 +96,18 @@ class SkipReport:
         t.add_column("first examples (file:line field: message)", overflow="fold")
         for reason, n in self.counts.most_common():
             t.add_row(reason, str(n), "\n".join(self.examples.get(reason, [])))
-        return t
+        if not self.extras():
+            return t
+        from rich.console import Group
+        from rich.text import Text
+        return Group(t, *(Text(x) for x in self.extras()))
 
     def __str__(self) -> str:
         lines = [f"skipped records: {self.total}"]
         for reason, n in self.counts.most_common():
             lines.append(f"  {reason}: {n}")
             lines += [f"    {e}" for e in self.examples.get(reason, [])]
-        return "\n".join(lines)
+        return "\n".join(lines + self.extras())
 
 
 # -- paths --------------------------------------------------------------------------------------------
@@ -89,9 +118,10 @@ def expand_paths(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in SUFFIXES)
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in SUFFIXES
+                           and (f.suffix != ".gz" or f.name.endswith((".jsonl.gz", ".json.gz"))))
             if not found:
-                raise InstructkitError(f"{p}: folder holds no *.json or *.jsonl files")
+                raise InstructkitError(f"{p}: folder holds no *.jsonl, *.json, *.jsonl.gz, *.csv or *.parquet files")
         elif p.is_file():
             found = [p]
         elif any(c in str(item) for c in "*?["):
@@ -104,61 +134,11 @@ def expand_paths(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     return out
 
 
-# -- raw records ----------------------------------------------------------------------------------------
-Raw = tuple[int, Any]  # (line or record index, parsed record or a DataError for invalid JSON)
-
-
-def _is_jsonl(path: Path) -> bool:
-    if path.suffix == ".jsonl":
-        return True
-    with path.open("rb") as f:
-        head = f.read(1024).lstrip()
-        if head.startswith(b"["):
-            return False
-        f.seek(0)
-        first = f.readline()
-    try:  # a .json file whose first line is a complete object is JSON Lines
-        json.loads(first)
-        return True
-    except ValueError:
-        return False
-
-
-def _iter_jsonl(path: Path) -> Iterator[Raw]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except ValueError as e:
-                yield n, DataError(f"invalid JSON: {e}", path=str(path), line=n, reason="invalid_json")
-
-
-def _iter_json_array(path: Path) -> Iterator[Raw]:
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        # the whole file is unreadable: no record can be located or recovered, so this always raises
-        raise DataError(f"invalid JSON (the whole array is unreadable): {e}", path=str(path),
-                        line=getattr(e, "lineno", None), reason="invalid_json") from None
-    if isinstance(data, dict):  # {"data": [...]} / {"examples": [...]}: one list-valued key
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise DataError("top level is an object, expected a list of records (or JSON Lines)",
-                            path=str(path), reason="wrong_type")
-        data = lists[0]
-    if not isinstance(data, list):
-        raise DataError(f"top level is a {type(data).__name__}, expected a list of records",
-                        path=str(path), reason="wrong_type")
-    yield from enumerate(data)
-
-
-def iter_records(path: PathLike) -> Iterator[Raw]:
-    """``(line, record)`` pairs of one file; invalid JSON lines come as ``(line, DataError)``."""
-    p = Path(path)
-    return _iter_jsonl(p) if _is_jsonl(p) else _iter_json_array(p)
+# -- raw records: instructkit.data.files -----------------------------------------------------------------
+def _notes_for(path: Path, report: "SkipReport") -> None:
+    if path.suffix == ".jsonl" and file_kind(path) == "array":
+        report.notes.append(f"{path}: this file is a JSON array, not JSON Lines; read as a JSON array "
+                            "(records located as 'record N')")
 
 
 def detect_format(path: PathLike) -> str:
@@ -191,19 +171,27 @@ def _check_choice(value: str, choices: Iterable[str], what: str) -> None:
         raise InstructkitError(f"unknown {what} {value!r} (expected one of: {', '.join(choices)})")
 
 
-def read_file(path: Path, fmt: str, handle: Callable[[DataError], None]) -> Iterator[Conversation]:
+def read_file(path: Path, fmt: str, handle: Callable[[DataError], None], report: SkipReport | None = None,
+              repair_leading_assistant: bool = True) -> Iterator[Conversation]:
+    """Conversations of one file; ``report`` (when given) counts records read, repairs and unread fields."""
     src = str(path)
+    report = report if report is not None else SkipReport()
+    _notes_for(path, report)
     for n, rec in iter_records(path):
+        report.read += 1
         if isinstance(rec, DataError):
             handle(rec)
             continue
         try:
             if fmt == "auto":  # first parseable record decides for the whole file
                 fmt = detect_record_format(rec)
-            conv = convert(rec, fmt)
+            conv = convert(rec, fmt, repair_leading_assistant=repair_leading_assistant)
         except DataError as e:
             handle(e.at(src, n))
             continue
+        if conv.meta:  # what the converter repaired or did not read
+            report.repaired.update(conv.meta.get("repairs", ()))
+            report.unknown_fields.update(f"{fmt}: {k}" for k in conv.meta.get("unknown_fields", ()))
         rid = rec.get("id")
         conv.id = str(rid) if rid is not None else None
         conv.meta = {"source": src, "line": n, "format": fmt}
@@ -211,7 +199,8 @@ def read_file(path: Path, fmt: str, handle: Callable[[DataError], None]) -> Iter
 
 
 def read_conversations(path: PathLike | Iterable[PathLike], format: str = "auto", on_error: str = "raise",
-                       report: SkipReport | None = None) -> Iterator[Conversation]:
+                       report: SkipReport | None = None, repair_leading_assistant: bool = True
+                       ) -> Iterator[Conversation]:
     """Stream validated conversations from files, folders or globs (see the module docstring).
 
     Each conversation carries ``meta = {"source": path, "line": n, "format": fmt}``. With
@@ -225,6 +214,6 @@ def read_conversations(path: PathLike | Iterable[PathLike], format: str = "auto"
 
     def gen() -> Iterator[Conversation]:
         for f in files:
-            yield from read_file(f, format, lambda e: action(e, report))
+            yield from read_file(f, format, lambda e: action(e, report), report, repair_leading_assistant)
 
     return gen()

@@ -2,7 +2,8 @@
 
 Every request is keyed by a hash of (model fingerprint, request fields). Results are appended to
 ``cache.jsonl`` in the output folder one chunk at a time and flushed + fsynced, so after a crash or
-Ctrl-C a rerun recomputes only what is missing. A torn last line (killed mid-write) is ignored.
+Ctrl-C a rerun recomputes only what is missing. Chunks are sized so a flush happens at least every
+``flush_seconds`` (slow generative evals write small chunks, fast scoring large ones). A torn last line (killed mid-write) is ignored.
 The wrapper also times the backend calls it makes, for the throughput report.
 """
 
@@ -33,8 +34,13 @@ def request_key(fingerprint: str, kind: str, req: Any) -> str:
 class CachedLM:
     """Wraps an LM: answers cached requests from ``path`` and appends new results to it."""
 
-    def __init__(self, lm: Any, path: str | Path | None, chunk_size: int = 64):
+    def __init__(self, lm: Any, path: str | Path | None, chunk_size: int = 64, flush_seconds: float | None = 30.0):
         self.lm, self.chunk_size = lm, max(1, chunk_size)
+        # results reach the disk at least every flush_seconds: chunks shrink to what the backend computes in
+        # that time (measured), never below one backend batch; a kill loses at most that much work
+        self.flush_seconds = flush_seconds
+        self.min_chunk = max(1, min(self.chunk_size, int(getattr(lm, "batch_size", 1) or 1)))
+        self._sec_per_req: dict[str, float] = {}
         self.name = getattr(lm, "name", "model")
         self.fingerprint = model_fingerprint(lm)
         self.path = Path(path) if path else None
@@ -74,11 +80,15 @@ class CachedLM:
             on_chunk(len(reqs) - len(todo))
         fh = self.path.open("a", encoding="utf-8") if self.path else None
         try:
-            for c0 in range(0, len(todo), self.chunk_size):
-                idx = todo[c0: c0 + self.chunk_size]
+            c0 = 0
+            while c0 < len(todo):
+                idx = todo[c0: c0 + self._next_chunk(kind)]
+                c0 += len(idx)
                 t0 = time.perf_counter()
                 res = call([reqs[i] for i in idx])
-                self.seconds[kind] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                self.seconds[kind] += dt
+                self._sec_per_req[kind] = dt / len(idx)
                 self.computed[kind] += len(idx)
                 for i, r in zip(idx, res):
                     out[i] = r
@@ -96,6 +106,19 @@ class CachedLM:
             if fh:
                 fh.close()
         return out
+
+    def _next_chunk(self, kind: str) -> int:
+        """Requests in the next backend call: as many as fit in flush_seconds at the measured rate (the first
+        call: one batch), a multiple of the backend batch, between one batch and chunk_size; flush_seconds=None:
+        always chunk_size."""
+        if self.flush_seconds is None:  # fixed chunks
+            return self.chunk_size
+        rate = self._sec_per_req.get(kind)
+        if rate is None:
+            return self.min_chunk
+        fit = int(self.flush_seconds / max(rate, 1e-9))
+        fit -= fit % self.min_chunk
+        return max(self.min_chunk, min(self.chunk_size, fit))
 
     def loglikelihood(self, reqs: Sequence[LoglikelihoodRequest],
                       on_chunk: Callable[[int], None] | None = None) -> list[LoglikelihoodResult]:

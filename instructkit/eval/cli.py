@@ -30,14 +30,15 @@ app = typer.Typer(cls=_EvalGroup, invoke_without_command=True, no_args_is_help=F
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def make_lm(ref: str, cfg: Any) -> Any:
-    """An LM backend for a model reference or an OpenAI-compatible base URL."""
+def make_lm(ref: str, cfg: Any, chat_template: str | None = None) -> Any:
+    """An LM backend for a model reference or an OpenAI-compatible base URL; ``chat_template``: the
+    training template (the recipe's model.chat_template) used when eval.apply_chat_template is on."""
     if ref.startswith(("http://", "https://")):
         from instructkit.eval.openai_backend import OpenAIModel
         return OpenAIModel(ref, cfg.endpoint_model, api_key_env=cfg.api_key_env)
     from instructkit.eval.hf import HFModel
     return HFModel(ref, dtype=cfg.dtype, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                   apply_chat_template=cfg.apply_chat_template,
+                   apply_chat_template=cfg.apply_chat_template, chat_template=chat_template,
                    progress=False)  # the runner's per-task bar is the one shown
 
 
@@ -45,7 +46,7 @@ def load_sets(cfg: Any) -> list[Any]:
     from instructkit.eval.datasets import load_eval_set
     extra = {k: v for k, v in dict(k=cfg.k, split=cfg.split,
                                   data_dir=Path(cfg.data_dir) if cfg.data_dir else None).items() if v is not None}
-    sets = [load_eval_set(t, cfg.fmt, cfg.limit, **extra) for t in cfg.tasks]
+    sets = [load_eval_set(t, cfg.fmt, cfg.limit, seed=cfg.seed, templates=cfg.templates, **extra) for t in cfg.tasks]
     if cfg.max_new_tokens:
         for es in sets:
             for it in es.items:
@@ -53,20 +54,34 @@ def load_sets(cfg: Any) -> list[Any]:
     return sets
 
 
-@app.callback()
+def _keys_epilog() -> str:
+    from rich.markup import escape
+
+    from instructkit.config.base import help_text
+    from instructkit.eval.config import EvalConfig
+    # escaped: the key docs hold [type; default] brackets that rich would take for markup
+    return escape("Dotted overrides (trailing arguments):\n\n" + help_text(EvalConfig, "eval.").replace("\n", "\n\n"))
+
+
+@app.callback(epilog=_keys_epilog())
 def eval_main(
     ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="Model: alias, HF folder, .gguf, LoRA adapter folder, hub id, or http(s) URL of an OpenAI-compatible server."),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks: task ids, mmlu:FILE, bbh:NAME, gsm8k[:FILE]."),
     fmt: Optional[str] = typer.Option(None, "--fmt", help="zero_shot | few_shot | zero_shot_cot | few_shot_cot."),
     self_consistency: Optional[int] = typer.Option(None, "--self-consistency", help="K sampled CoT paths, majority vote."),
-    limit: Optional[int] = typer.Option(None, help="First N items per task."),
+    limit: Optional[int] = typer.Option(None, help="N distinct examples per task, drawn with eval.seed (all templates of each)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
-    dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 | float16."),
+    dtype: Optional[str] = typer.Option(None, help="auto | float32 | bfloat16 | float16 (auto: measured fastest)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (rerun the same command to resume)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Recipe YAML; its eval: section (+ model:) is used."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding bbh/ and gsm8k/ (default: $INSTRUCTKIT_SHARED or ../shared/data)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it is a non-empty folder that is not an eval output."),
 ) -> None:
-    """Evaluate a model on tasks: rank classification, generation, CoT, self-consistency; resumable."""
+    """Evaluate a model on tasks: rank classification, generation, CoT, self-consistency; resumable.
+
+    Every eval.* key is also a trailing dotted override (e.g. eval.limit=8 eval.data_dir=DIR); the list:
+    instructkit config show --keys (or see the keys below)."""
     if ctx.invoked_subcommand is not None:
         return
     if model is None and tasks is None and config is None and not ctx.meta.get("eval_overrides"):
@@ -75,14 +90,15 @@ def eval_main(
     from rich.console import Console
 
     from instructkit.config.base import load_config
-    from instructkit.config.recipe import Recipe
+    from instructkit.recipe import Recipe
     from instructkit.errors import ConfigError
     from instructkit.eval.runner import evaluate
     from instructkit.eval.throughput import format_throughput
 
     recipe = load_config(Recipe, config, ctx.meta.get("eval_overrides", []))
     given = dict(model=model, tasks=tasks.split(",") if tasks else None, fmt=fmt, self_consistency=self_consistency,
-                 limit=limit, batch_size=batch_size, dtype=dtype, out=str(out) if out else None)
+                 limit=limit, batch_size=batch_size, dtype=dtype, out=str(out) if out else None,
+                 data_dir=str(data_dir) if data_dir else None)
     cfg = recipe.eval.model_copy(update={k: v for k, v in given.items() if v is not None})
     cfg = type(cfg).model_validate(cfg.model_dump())  # validate the CLI values too
     ref = cfg.model or (recipe.model.name_or_path if config else None)
@@ -95,8 +111,12 @@ def eval_main(
     for es in sets:
         if es.dropped:
             console.print(f"{es.name}: dropped {dict(es.dropped)}")
-    lm = make_lm(ref, cfg)
     out_dir = Path(cfg.out) if cfg.out else Path("eval-out")
+    from instructkit.outputs import claim_output_dir
+    claim_output_dir(out_dir, "eval", overwrite=overwrite,  # before the model loads; a rerun resumes
+                     also_ours=lambda names: set(names) <= {"results.json", "predictions.jsonl", "throughput.json",
+                                                            "cache.jsonl"})
+    lm = make_lm(ref, cfg, recipe.model.chat_template if config else None)
     res = evaluate(lm, sets, out_dir, self_consistency=cfg.self_consistency, temperature=cfg.temperature,
                    seed=cfg.seed, extra={"config": cfg.model_dump()})
     _print_results(console, res)
@@ -105,13 +125,19 @@ def eval_main(
 
 
 def _print_results(console: Any, res: dict) -> None:
+    """The task's primary metric with its 95% CI (bootstrap over examples), chance, and the
+    length-normalised / class-balanced accuracies beside it (results.json holds every metric)."""
     from rich.table import Table
-    t = Table("task", "format", "n", "metric", "value", "stderr")
+    t = Table("task", "format", "examples", "items", "metric", "value [95% CI]", "chance", "acc_norm", "balanced acc")
     for name, r in res["tasks"].items():
         m = r["main_metric"]
         v = r["metrics"].get(m, {}) if m else {}
-        t.add_row(name, r["format"], str(r["n"]), str(m), f"{v.get('value', float('nan')):.4f}",
-                  f"{v.get('stderr', float('nan')):.4f}")
+        ci = v.get("ci") or [float("nan")] * 2
+        norm = r["metrics"].get("acc_norm", {}).get("value")
+        bal = (r.get("classes") or {}).get("balanced_acc")
+        t.add_row(name, r["format"], str(r.get("n_examples", r["n"])), str(r.get("n_items", r["n"])), str(m),
+                  f"{v.get('value', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]", f"{r.get('chance', 0.0):.3f}",
+                  "" if norm is None else f"{norm:.4f}", "" if bal is None else f"{bal:.4f}")
     console.print(t)
 
 
@@ -119,21 +145,44 @@ def _print_results(console: Any, res: dict) -> None:
 def report_cmd(
     base: str = typer.Option(..., help="The model before instruction tuning."),
     tuned: str = typer.Option(..., help="The instruction-tuned model."),
-    manifest: Path = typer.Option(..., help="Mixture manifest JSON (held_out.tasks/clusters, train_tasks, tasks)."),
+    manifest: Path = typer.Option(..., help="Mixture manifest JSON (held_out.tasks/refs/clusters, train_tasks, tasks)."),
     out: Path = typer.Option(..., help="Output folder for report.json/.md/.html and the plot."),
-    limit: Optional[int] = typer.Option(None, help="First N items per task."),
+    oracle: Optional[str] = typer.Option(None, help="A model tuned on the held-out cluster itself (the upper bound)."),
+    limit: Optional[int] = typer.Option(None, help="N distinct examples per task, drawn with --seed."),
+    templates: str = typer.Option("all", help="all: every template on each example; one: one per example, spread evenly."),
+    seed: int = typer.Option(0, help="Seed for the example sample and the bootstrap."),
+    chat_template: str = typer.Option("auto", "--chat-template", help="Training template for the eval context: auto (RUN/recipe.yaml next to --tuned), tokenizer (the model's own), a shipped name, a .jinja file, or none (raw text)."),
+    held_out: Optional[list[str]] = typer.Option(None, "--held-out", help="Extra held-out eval tasks (task id/YAML, bbh:NAME, mmlu:FILE); repeat."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the 95% CIs."),
     batch_size: int = typer.Option(8, help="Batch size."),
     dtype: str = typer.Option("float32", help="Model dtype."),
     max_seen: Optional[int] = typer.Option(None, help="Evaluate at most this many seen (training) tasks."),
 ) -> None:
-    """Held-out cluster report: base vs tuned, zero-shot, on held-out clusters and on seen tasks."""
+    """Held-out cluster report: base vs tuned (vs oracle), zero-shot, 95% CIs, chance, verdict per cluster."""
     from rich.console import Console
 
     from instructkit.eval.report import held_out_report
-    rep = held_out_report(base, tuned, manifest, out, limit=limit, batch_size=batch_size, dtype=dtype,
-                          max_seen=max_seen)
-    Console().print(f"wrote {out}/report.json, report.md, report.html, clusters.png "
-                    f"({len(rep['tasks'])} tasks)")
+    rep = held_out_report(base, tuned, manifest, out, oracle=oracle, limit=limit, templates=templates, seed=seed,
+                          chat_template=chat_template, held_out=held_out, n_boot=n_boot, batch_size=batch_size,
+                          dtype=dtype, max_seen=max_seen)
+    con = Console()
+    print_report(con, rep)
+    con.print(f"wrote {out}/report.json, report.md, report.html, clusters.png ({len(rep['tasks'])} tasks)")
+
+
+def print_report(console: Any, rep: dict) -> None:
+    """The cluster table (n examples, chance, each model with its 95% CI, paired delta) and the verdicts."""
+    from rich.table import Table
+
+    from instructkit.eval.report_render import cluster_table
+    head, body = cluster_table(rep)
+    t = Table(*head)
+    for row in body:
+        t.add_row(*row)
+    console.print(t)
+    for c in rep["clusters"]:
+        console.print(f"- {c['verdict']}", highlight=False)
+    console.print(f"reproduce: {rep['command']}", highlight=False, markup=False)
 
 
 def _register_judge() -> None:

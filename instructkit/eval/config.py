@@ -18,9 +18,13 @@ class EvalConfig(Section):
     self_consistency: int = Field(1, ge=1, description="CoT samples per question, answers majority-voted (1 = greedy).")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature for self-consistency paths.")
     seed: int = Field(0, description="Seed for sampling and exemplar selection.")
-    limit: Optional[int] = Field(None, ge=1, description="Evaluate only the first N items of each task.")
+    limit: Optional[int] = Field(None, ge=1, description="Evaluate N distinct examples per task, drawn with seed (every template of each).")
+    templates: Literal["all", "one"] = Field("all", description="Task-system tasks: every template on each example (all) or one per example, spread evenly (one).")
     batch_size: int = Field(8, ge=1, description="Rows per forward pass (scoring) / prompts per generate call.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Model dtype for evaluation.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="Model dtype for evaluation; auto = the fastest this machine has (the training "
+                               "probe: bf16 where its GEMMs are fast, else fp32). Compare predictions against "
+                               "float32 before trusting a bf16 number (bench/bench_eval.py counts differences).")
     max_length: Optional[int] = Field(None, description="Longest input in tokens (default: the model's context, at most 4096).")
     max_new_tokens: Optional[int] = Field(None, ge=1, description="Cap on generated tokens per answer (default per task: 256 CoT, 32-64 direct).")
     split: str = Field("validation", description="Split of task-system tasks to evaluate.")

@@ -25,8 +25,11 @@ from typing import Any, Callable, Iterator
 from instructkit.errors import DataError, InstructkitError
 
 from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS  # one definition of the formats
+from instructkit.eval.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
 LETTERS = "ABCD"
+NUMBER_ANSWER = AnswerSpec("number", "numeric")
+LETTER_ANSWER = AnswerSpec("letter", "exact")
 
 
 @dataclass
@@ -43,6 +46,34 @@ class EvalItem:
     stop: list[str] = field(default_factory=list)
     max_new_tokens: int = 256
     cluster: str | None = None
+    #: the underlying example (items rendered from one row by several templates share it): the unit of
+    #: ``limit`` sampling and of the bootstrap confidence intervals
+    example_id: str = ""
+    #: how a generated answer is extracted and compared (None: derived from answer_kind and metric)
+    answer: AnswerSpec | None = None
+    #: the task's answer options for a generated answer (``extract: choice``); not rank classification
+    options: list[str] | None = None
+    template: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.example_id:
+            self.example_id = f"{self.task}:{self.idx}"
+
+    @property
+    def spec(self) -> AnswerSpec:
+        if self.answer is not None:
+            return self.answer
+        if self.answer_kind == "number":
+            return NUMBER_ANSWER
+        if self.answer_kind == "letter":
+            return LETTER_ANSWER
+        compare = COMPARE_OF_METRIC.get(self.metric, "normalized_text")
+        return AnswerSpec(DEFAULT_EXTRACT.get(compare, "first_line"), compare)
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of a uniform random pick (rank classification), 0 for generation."""
+        return 1.0 / len(self.choices) if self.choices else 0.0
 
 
 @dataclass
@@ -129,10 +160,11 @@ def load_mmlu(path: str | Path, fmt: str = "zero_shot", k: int = 5) -> EvalSet:
         prompt = shots + _mmlu_prompt(q, opts)
         if fmt.endswith("cot"):
             items.append(EvalItem("mmlu", i, prompt + " " + COT_TRIGGER, LETTERS[a], answer_kind="letter",
-                                  cot=True, stop=["\n\n", "Question:"], cluster=topic))
+                                  cot=True, stop=["\n\n", "Question:"], cluster=topic,
+                                  example_id=f"mmlu:{path.name}:{i}", answer=LETTER_ANSWER))
         else:
             items.append(EvalItem("mmlu", i, prompt, f" {LETTERS[a]}", [f" {L}" for L in LETTERS], a,
-                                  cluster=topic))
+                                  cluster=topic, example_id=f"mmlu:{path.name}:{i}"))
     return EvalSet(f"mmlu:{path.name}", items, fmt, dropped=dropped)
 
 
@@ -180,16 +212,34 @@ def load_bbh(ref: str, fmt: str = "few_shot_cot", data_dir: Path | None = None) 
         head += "".join(f"Q: {q}\nA: {r}\n\n" for q, r, _ in shots)
     elif fmt == "few_shot":
         head += "".join(f"Q: {q}\nA: {a}\n\n" for q, _, a in shots)
-    items = []
+    rows = []
     for i, ex in enumerate(examples):
         # the file is one JSON document: "line" here is the example's index (1-based) in 'examples'
-        q = _need(ex, "input", p, i + 1)
-        t = _need(ex, "target", p, i + 1)
-        cot = fmt.endswith("cot")
+        rows.append((str(_need(ex, "input", p, i + 1)), str(_need(ex, "target", p, i + 1))))
+    answer, options = bbh_answer([t for _, t in rows])
+    items = []
+    cot = fmt.endswith("cot")
+    for i, (q, t) in enumerate(rows):
         prompt = head + f"Q: {q}\nA:" + (f" {COT_TRIGGER}" if cot else "")
-        items.append(EvalItem(f"bbh:{p.stem}", i, prompt, str(t), cot=cot, stop=["\n\nQ:", "\nQ:"],
-                              max_new_tokens=256 if cot else 32, cluster="bbh"))
+        items.append(EvalItem(f"bbh:{p.stem}", i, prompt, t, cot=cot, stop=["\n\nQ:", "\nQ:"],
+                              max_new_tokens=256 if cot else 32, cluster="bbh", example_id=f"bbh:{p.stem}:{i}",
+                              answer=answer, options=options))
     return EvalSet(f"bbh:{p.stem}", items, fmt, cluster="bbh")
+
+
+def bbh_answer(targets: list[str]) -> tuple[AnswerSpec, list[str] | None]:
+    """BBH's scoring, declared from its target format (as lm-eval's per-task filters): option letters
+    "(A)" as letters, numbers as numbers, a closed label set (True/False, Yes/No, valid/invalid...) as
+    a choice among the labels, anything else (word lists, bracket sequences) as its first line."""
+    from instructkit.eval.answers import parse_number
+    if targets and all(re.fullmatch(r"\([A-Z]\)", t.strip()) for t in targets):
+        return LETTER_ANSWER, None
+    if targets and all(parse_number(t) is not None for t in targets):
+        return NUMBER_ANSWER, None
+    labels = sorted({t.strip() for t in targets})
+    if 1 < len(labels) <= 6 and all(len(x.split()) <= 3 for x in labels):
+        return AnswerSpec("choice", "normalized_text"), labels
+    return AnswerSpec("first_line", "normalized_text"), None
 
 
 # -- GSM8K -----------------------------------------------------------------------------------------
@@ -202,6 +252,9 @@ def _gsm8k_answer(text: str, path: Path, line: int) -> str:
 
 def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: Path | None = None) -> EvalSet:
     test = Path(ref) if ref else (data_dir or shared_data_dir()) / "gsm8k" / "test.jsonl"
+    if not test.is_file():  # say where it was looked for and how to point elsewhere
+        raise InstructkitError(f"GSM8K file not found: {test}; pass gsm8k:PATH/test.jsonl, --data-dir DIR "
+                               "(eval.data_dir=DIR, a folder holding gsm8k/test.jsonl) or set $INSTRUCTKIT_SHARED")
     rows = []
     for n, row in read_jsonl(test):
         q, a = _need(row, "question", test, n), _need(row, "answer", test, n)
@@ -220,47 +273,65 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
             shots.append(f"Question: {q}\nAnswer: {sol if fmt.endswith('cot') else a.split('####')[-1].strip()}")
         head = "\n\n".join(shots) + "\n\n" if shots else ""
     items = [EvalItem("gsm8k", i, head + f"Question: {q}\nAnswer:" + (f" {COT_TRIGGER}" if fmt == "zero_shot_cot" else ""),
-                      t, answer_kind="number", cot=True, stop=["\n\nQuestion:", "Question:"], max_new_tokens=256)
+                      t, answer_kind="number", cot=True, stop=["\n\nQuestion:", "Question:"], max_new_tokens=256,
+                      example_id=f"gsm8k:{test.name}:{i}", answer=NUMBER_ANSWER)
              for i, (q, t) in enumerate(rows)]
     return EvalSet("gsm8k", items, fmt, cluster="math")
 
 
 # -- task system -----------------------------------------------------------------------------------
-def load_task_set(ref: str, fmt: str = "zero_shot", k: int = 3, split: str = "validation",
-                  seed: int = 0, limit: int | None = None) -> EvalSet:
+def load_task_set(ref: str, fmt: str = "zero_shot", k: int = 3, split: str | None = None,
+                  seed: int = 0, limit: int | None = None, templates: str = "all") -> EvalSet:
+    """A task of the task system: ``limit`` distinct examples (rows) drawn with ``seed``, each rendered
+    with every template (``templates="all"``) or one template per example spread evenly ("one")."""
     try:
         from instructkit.data.tasks import load_task
         from instructkit.data.tasks.formats import render_examples
     except ImportError as e:
         raise InstructkitError(f"task {ref!r}: not mmlu:/bbh:/gsm8k and the task system is unavailable ({e})") from e
     task = load_task(ref)
-    exs = render_examples(task, split, fmt=fmt, k=k, options=None, seed=seed, limit=limit)
-    return examples_to_set(task.id, exs, fmt, getattr(task, "cluster", None))
+    split = split or task.eval_split
+    if split not in task.splits:  # e.g. the default "validation" for a task whose eval split is "test"
+        split = task.eval_split
+    exs = render_examples(task, split, fmt=fmt, k=k, options=None, seed=seed, sample=limit,
+                          templates={"all": "all", "one": "spread"}[templates])
+    return examples_to_set(task.id, exs, fmt, getattr(task, "cluster", None), getattr(task, "answer", None))
 
 
-def examples_to_set(name: str, examples: list[Any], fmt: str, cluster: str | None = None) -> EvalSet:
-    """TaskExample(prompt, target, answer_choices, metric, ...) -> EvalItems (choices => rank classification)."""
+def examples_to_set(name: str, examples: list[Any], fmt: str, cluster: str | None = None,
+                    answer: AnswerSpec | None = None) -> EvalSet:
+    """TaskExample(prompt, target, answer_choices, metric, ...) -> EvalItems (choices => rank classification).
+
+    Choices keep the raw-text delimiter (a space, lm-eval's target_delimiter) for backends that score
+    plain text; a backend that renders the training chat template scores the bare choice instead.
+    """
     items = []
     for i, ex in enumerate(examples):
         choices = list(ex.answer_choices) if getattr(ex, "answer_choices", None) else None
         target = ex.target if isinstance(ex.target, str) else (ex.target[0] if ex.target else "")
         cot = fmt.endswith("cot")
+        meta = getattr(ex, "meta", {}) or {}
+        row = meta.get("row", i)
+        ids = dict(example_id=f"{name}:{meta.get('split', '')}:{row}", template=getattr(ex, "template_id", None))
         if choices and not cot:
             tgt = target.strip()
             stripped = [c.strip() for c in choices]
             if tgt not in stripped:
                 raise DataError(f"target {tgt!r} is not one of the answer choices {stripped}", path=name,
                                 line=i + 1, field="target", reason="target_not_in_choices")
-            # a space between prompt and answer, as the model saw in training (lm-eval's target_delimiter)
             sep = "" if ex.prompt.endswith((" ", "\n")) else " "
             items.append(EvalItem(name, i, ex.prompt, target, [sep + c.strip() for c in choices],
-                                  stripped.index(tgt), cluster=cluster))
+                                  stripped.index(tgt), cluster=cluster, **ids))
         else:
             metric = getattr(ex, "metric", None) or "exact_match"
             metric = metric if metric in ("exact_match", "f1", "rouge_l") else "exact_match"
-            items.append(EvalItem(name, i, ex.prompt, target, metric=metric, cot=cot,
+            spec = answer
+            if choices and cot and (spec is None or spec.extract == "first_line"):
+                spec = AnswerSpec("choice", spec.compare if spec else "normalized_text")
+            items.append(EvalItem(name, i, ex.prompt, meta.get("answer", target) if cot else target,
+                                  metric=spec.metric if spec else metric, cot=cot,
                                   stop=["\n\n"] if not cot else ["\n\nQ:", "\n\nQuestion:"], cluster=cluster,
-                                  max_new_tokens=256 if cot else 64))
+                                  max_new_tokens=256 if cot else 64, answer=spec, options=choices, **ids))
     return EvalSet(name, items, fmt, cluster=cluster)
 
 
@@ -272,16 +343,27 @@ LOADERS: dict[str, Callable[..., EvalSet]] = {
 DEFAULT_FMT = {"bbh": "few_shot_cot", "gsm8k": "few_shot_cot"}
 
 
-def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, **cfg: Any) -> EvalSet:
-    """Load one task reference (see module docstring); ``limit`` keeps the first N items."""
+def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, *, seed: int = 0,
+                  templates: str = "all", **cfg: Any) -> EvalSet:
+    """Load one task reference (see module docstring).
+
+    ``limit`` is a number of distinct *examples*, drawn with ``seed`` (not the first N items: the first
+    items of a templated task are a handful of rows under every template). For task-system tasks every
+    template is applied to each drawn example (``templates="all"``) or one per example, spread evenly
+    ("one"). Every item carries its ``example_id``.
+    """
     if fmt is not None and fmt not in FORMATS:
         raise InstructkitError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if templates not in ("all", "one"):
+        raise InstructkitError(f"unknown templates mode {templates!r}; choose all or one")
     kind, _, rest = ref.partition(":")
     if kind in LOADERS:
         es = LOADERS[kind](rest, fmt or DEFAULT_FMT.get(kind, "zero_shot"), cfg)
+        if limit is not None and limit < len(es.items):
+            import random
+            keep = set(random.Random(f"{es.name}:sample:{seed}").sample(range(len(es.items)), limit))
+            es.items = [it for i, it in enumerate(es.items) if i in keep]
     else:
-        es = load_task_set(ref, fmt or "zero_shot", k=cfg.get("k", 3), split=cfg.get("split", "validation"),
-                           limit=limit)
-    if limit is not None:
-        es.items = es.items[:limit]
+        es = load_task_set(ref, fmt or "zero_shot", k=cfg.get("k", 3), split=cfg.get("split"), seed=seed,
+                           limit=limit, templates=templates)
     return es

@@ -8,7 +8,8 @@ and position ids that restart at the context length for each choice. So the prom
 once per choice, and rows of different groups are batched by length (right padded). Because the mask
 is explicit and 4D, the SDPA packed-row trap (position ids restarting with no mask) does not apply.
 
-generate: HF ``generate`` with left padding, stop strings (trimmed from the text), ``n`` samples, seeds.
+generate: the serve stage's continuous-batching engine (``instructkit/eval/generation.py``); HF ``generate``
+in fixed left-padded batches with ``generation="hf"``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 from instructkit.eval.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from instructkit.eval.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
+
+#: how generate() decodes: the serve engine (continuous batching) or HF generate (fixed padded batches)
+GENERATION = ("engine", "hf")
 
 
 def _progress(total: int, desc: str, disable: bool) -> Any:
@@ -31,7 +36,8 @@ class HFModel:
 
     def __init__(self, model_or_ref: Any, tokenizer: Any = None, *, dtype: str = "float32",
                  batch_size: int = 8, max_length: int | None = None, chat_template: str | None = None,
-                 apply_chat_template: bool = False, progress: bool = True, device: str | None = None):
+                 apply_chat_template: bool = False, progress: bool = True, device: str | None = None,
+                 prefix_min_tokens: int = 32, generation: str = "engine"):
         from instructkit.models import load_model, load_tokenizer
 
         if isinstance(model_or_ref, str):
@@ -58,6 +64,12 @@ class HFModel:
         self.chat_template = chat_template
         self.apply_chat_template = apply_chat_template
         self.progress = progress
+        #: contexts sharing >= this many leading tokens (k-shot exemplars) reuse one KV cache; 0 = off
+        self.prefix_min_tokens = prefix_min_tokens
+        if generation not in GENERATION:
+            raise ValueError(f"generation={generation!r}: choose from {', '.join(GENERATION)}")
+        self.generation = generation
+        self._engine: Any = None
         self._renderer: Any = None
         self._fingerprint: str | None = None
         #: counters for the throughput report (seconds spent, items and tokens processed)
@@ -96,6 +108,8 @@ class HFModel:
         return t.bos_token_id if t.bos_token_id is not None else t.eos_token_id
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if self.apply_chat_template:
+            return self.encode_chat_pair(context, continuation)
         if context == "":
             cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
             return ([self.prefix_token_id], cont) if cont and cont[0] != self.prefix_token_id else (cont[:1], cont[1:])
@@ -103,9 +117,63 @@ class HFModel:
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
-        whole = self.tokenizer(context + continuation)["input_ids"]
-        ctx = self.tokenizer(context)["input_ids"]
-        return list(ctx), list(whole[len(ctx):])
+        whole = list(self.tokenizer(context + continuation)["input_ids"])
+        ctx = list(self.tokenizer(context)["input_ids"])
+        return self._split_guarded(ctx, whole)
+
+    def _split_guarded(self, ctx: list[int], whole: list[int]) -> tuple[list[int], list[int]]:
+        # Guard: the context's tokens must be a prefix of context+continuation's tokens. When the
+        # continuation merges into the last context token(s), ``whole[len(ctx):]`` would drop the merged
+        # characters (an empty continuation scores log-prob 0 and wins): split at the common prefix
+        # instead, so every character of the continuation is scored.
+        k = 0
+        while k < min(len(ctx), len(whole)) and ctx[k] == whole[k]:
+            k += 1
+        if k < len(ctx):
+            self.stats["ll_boundary_merges"] += 1
+        if k == len(whole):
+            raise ValueError("loglikelihood request: the continuation has no tokens of its own")
+        if k == 0:  # nothing of the context survives as its own token: condition on the prefix token
+            return [self.prefix_token_id], whole
+        return whole[:k], whole[k:]
+
+    def encode_chat_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """The training view: the conversation (user = context, assistant = continuation) is rendered with
+        the chat template and tokenized once without added special tokens, as
+        :class:`~instructkit.chat.render.Renderer` does for training; the context is every token before
+        the assistant's text (the generation prompt included), the continuation the tokens through the
+        end of that text (a template's separator, e.g. vicuna's space after "ASSISTANT:", included)."""
+        r = self.renderer
+        head = r.prompt_text([{"role": "user", "content": context}])
+        full = r.apply([{"role": "user", "content": context}, {"role": "assistant", "content": continuation}])
+        at = full.find(continuation, len(head)) if full.startswith(head) else -1
+        if at < 0:
+            raise ValueError("the chat template does not render the assistant text after the generation prompt")
+        end = at + len(continuation)
+        enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offs = list(enc["input_ids"]), enc["offset_mapping"]
+        k = 0
+        while k < len(ids) and offs[k][1] <= len(head):
+            k += 1
+        if k < len(ids) and offs[k][0] < len(head):  # a token straddles the prompt/answer boundary
+            self.stats["ll_boundary_merges"] += 1
+        n = k
+        while n < len(ids) and offs[n][0] < end:
+            n += 1
+        if n == k or k == 0:
+            raise ValueError("loglikelihood request: the continuation has no tokens of its own")
+        return ids[:k], ids[k:n]
+
+    def eos_token_ids(self) -> list[int]:
+        """Every end token: the model's generation_config list (e.g. <|eot_id|> and <|end_of_text|>)
+        plus the tokenizer's eos; generation stops at any of them."""
+        ids: list[int] = []
+        gc = getattr(self.model, "generation_config", None)
+        for src in (getattr(gc, "eos_token_id", None), self.tokenizer.eos_token_id):
+            for i in (src if isinstance(src, (list, tuple)) else [src]):
+                if i is not None and int(i) not in ids:
+                    ids.append(int(i))
+        return ids
 
     # -- loglikelihood ------------------------------------------------------------------------------
     def _rows(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
@@ -176,22 +244,47 @@ class HFModel:
         return input_ids, mask, position_ids, spans
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        import torch
+        from instructkit.eval.prefix import prefix_cache, prefix_groups
 
         t0 = time.perf_counter()
         encoded = [self.encode_pair(r.context, r.continuation) for r in requests]
-        rows = self._rows(encoded)
-        rows.sort(key=lambda r: -(len(r[0]) + sum(len(c) - 1 for _, c in r[1])))
         out: list[LoglikelihoodResult | None] = [None] * len(requests)
         bar = _progress(len(requests), "loglikelihood", not self.progress)
+        # requests too long for the window are left-truncated per row (lm-eval): no shared prefix for them
+        fits = [i for i, (c, x) in enumerate(encoded) if len(c) + len(x) - 1 <= self.max_length]
+        rest = sorted(set(range(len(encoded))) - set(fits))
+        groups = prefix_groups([encoded[i][0] for i in fits], self.prefix_min_tokens) if self.prefix_min_tokens else \
+            [(0, list(range(len(fits))))]
+        groups = [(n, [fits[j] for j in idxs]) for n, idxs in groups] + ([(0, rest)] if rest else [])
+        for plen, idxs in groups:
+            cache = prefix_cache(self.model, encoded[idxs[0]][0][:plen], self.device) if plen else None
+            sub = [(encoded[i][0][plen:], encoded[i][1]) for i in idxs]
+            self._score(self._rows(sub), [requests[i] for i in idxs], idxs, out, bar, cache, plen)
+            self.stats["ll_prefix_tokens_reused"] += plen * (len({tuple(c) for c, _ in sub}) - 1) if plen else 0
+        bar.close()
+        self.stats["ll_requests"] += len(requests)
+        self.stats["ll_seconds"] += time.perf_counter() - t0
+        return out  # type: ignore[return-value]
+
+    def _score(self, rows: list, requests: list, idxs: list[int], out: list, bar: Any, cache: Any,
+               plen: int) -> None:
+        """Score packed rows (on top of a shared prefix's KV cache when ``cache`` is given)."""
+        import torch
+
+        from instructkit.eval.prefix import expand_cache, with_prefix
+
+        rows.sort(key=lambda r: -(len(r[0]) + sum(len(c) - 1 for _, c in r[1])))
         dev = self.device
         for b0 in range(0, len(rows), self.batch_size):
             batch = rows[b0: b0 + self.batch_size]
             input_ids, mask, position_ids, spans = self._pack(batch)
             first = min(min(p[0] for _, p, _ in where) for where in spans)
             keep = input_ids.shape[1] - first  # logits only from the first scored position on
-            kw = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                      use_cache=False)
+            kw: dict[str, Any] = dict(use_cache=False)
+            if cache is not None:
+                mask, position_ids = with_prefix(mask, position_ids, plen)
+                kw = dict(past_key_values=expand_cache(cache, len(batch)), use_cache=True)
+            kw.update(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
             with torch.no_grad():
                 try:
                     logits = self.model(**kw, logits_to_keep=keep).logits
@@ -204,13 +297,10 @@ class HFModel:
                     tgt = torch.tensor(cont)
                     lp = rows_lp.gather(1, tgt[:, None]).squeeze(1)
                     greedy = bool((rows_lp.argmax(-1) == tgt).all())
-                    out[i] = LoglikelihoodResult(float(lp.sum()), greedy, len(cont), len(requests[i].continuation))
+                    out[idxs[i]] = LoglikelihoodResult(float(lp.sum()), greedy, len(cont),
+                                                       len(requests[i].continuation))
                     bar.update(1)
             self.stats["ll_tokens"] += sum(len(c) + sum(len(x) - 1 for _, x in cs) for c, cs in batch)
-        bar.close()
-        self.stats["ll_requests"] += len(requests)
-        self.stats["ll_seconds"] += time.perf_counter() - t0
-        return out  # type: ignore[return-value]
 
     # -- generation ---------------------------------------------------------------------------------
     def prompt_of(self, r: GenerateRequest) -> tuple[str, bool]:
@@ -224,92 +314,40 @@ class HFModel:
         return r.prompt, False
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Every request through the serve engine (continuous batching, ``generation="engine"``), or HF
+        ``generate`` in fixed batches grouped by decoding settings (``generation="hf"``, the reference)."""
+        from instructkit.eval.generation import engine_generate, hf_generate_batch
+
         t0 = time.perf_counter()
         prompts = [self.prompt_of(r) for r in requests]
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, r in enumerate(requests):
-            groups[(r.max_new_tokens, r.temperature, r.top_p, r.n, r.seed, tuple(r.stop), prompts[i][1])].append(i)
         out: list[GenerateResult | None] = [None] * len(requests)
-        bar = _progress(len(requests), "generate", not self.progress)
-        for key, idxs in groups.items():
-            idxs.sort(key=lambda i: -len(prompts[i][0]))
-            for b0 in range(0, len(idxs), self.batch_size):
-                chunk = idxs[b0: b0 + self.batch_size]
-                res = self._generate_batch([prompts[i][0] for i in chunk], *key)
-                for i, r in zip(chunk, res):
-                    out[i] = r
-                bar.update(len(chunk))
-        bar.close()
+        if self.generation == "engine":
+            try:
+                out = list(engine_generate(self, prompts, requests))
+            except BaseException:
+                self._engine = None  # a failed or interrupted step leaves sequences in the engine: start fresh
+                raise
+        else:
+            groups: dict[tuple, list[int]] = defaultdict(list)
+            for i, r in enumerate(requests):
+                groups[(r.max_new_tokens, r.temperature, r.top_p, r.n, r.seed, tuple(r.stop), prompts[i][1])].append(i)
+            bar = _progress(len(requests), "generate", not self.progress)
+            for key, idxs in groups.items():
+                idxs.sort(key=lambda i: -len(prompts[i][0]))
+                for b0 in range(0, len(idxs), self.batch_size):
+                    chunk = idxs[b0: b0 + self.batch_size]
+                    for i, r in zip(chunk, hf_generate_batch(self, [prompts[i][0] for i in chunk], *key)):
+                        out[i] = r
+                    bar.update(len(chunk))
+            bar.close()
         self.stats["gen_requests"] += len(requests)
         self.stats["gen_seconds"] += time.perf_counter() - t0
         return out  # type: ignore[return-value]
 
-    def _generate_batch(self, texts: list[str], max_new_tokens: int, temperature: float, top_p: float, n: int,
-                        seed: int | None, stop: tuple[str, ...], chat: bool) -> list[GenerateResult]:
-        import torch
-
-        tok = self.tokenizer
-        old_side = tok.padding_side
-        tok.padding_side = "left"  # decoder-only generation continues from the right edge
-        try:
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-        finally:
-            tok.padding_side = old_side
-        sample = temperature > 0
-        kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                  eos_token_id=tok.eos_token_id, do_sample=sample)
-        if sample:
-            kw.update(temperature=temperature, top_p=top_p, num_return_sequences=n, top_k=0)
-        else:
-            kw.update(temperature=None, top_p=None, top_k=None)
-        if stop:
-            # not transformers' stop_strings: its StopStringCriteria precomputes tables over the whole
-            # vocabulary on every generate call (4x slower than the generation itself for a 49k vocab)
-            from transformers import StoppingCriteriaList
-            kw["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(tok, stop, enc["input_ids"].shape[1])])
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.no_grad():
-            gen = self.model.generate(input_ids=enc["input_ids"].to(self.device),
-                                      attention_mask=enc["attention_mask"].to(self.device), **kw)
-        new = gen[:, enc["input_ids"].shape[1]:].cpu()
-        per = n if sample else 1
-        results = []
-        for b in range(len(texts)):
-            outs, counts = [], []
-            for j in range(per):
-                ids = new[b * per + j].tolist()
-                if tok.eos_token_id in ids:  # pad == eos: count up to and including the first eos
-                    ids = ids[: ids.index(tok.eos_token_id) + 1]
-                counts.append(len(ids))
-                outs.append(cut_at_stop(tok.decode(ids, skip_special_tokens=True), stop))
-            if not sample and n > 1:  # greedy: every sample is the same path
-                outs, counts = outs * n, counts * n
-            self.stats["gen_tokens"] += sum(counts)
-            results.append(GenerateResult(outs, counts))
-        return results
-
-
-class _StopOnStrings:
-    """Per-row stop: the decoded generated text contains a stop string (checked on the recent tail)."""
-
-    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_len: int):
-        self.tok, self.stop, self.start = tokenizer, list(stop), prompt_len
-        self.tail = max(len(s) for s in stop) + 8  # tokens: each is at least one character
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-        gen = input_ids[:, self.start:]
-        tails = self.tok.batch_decode(gen[:, -self.tail:], skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stop) for t in tails], dtype=torch.bool,
-                            device=input_ids.device)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the earliest stop string (exclusive)."""
-    cut = len(text)
-    for s in stop:
-        k = text.find(s)
-        if k != -1:
-            cut = min(cut, k)
-    return text[:cut]
+    @property
+    def engine(self) -> Any:
+        """The serve stage's decode engine over this model (built on first use)."""
+        if self._engine is None:
+            from instructkit.eval.generation import make_engine
+            self._engine = make_engine(self)
+        return self._engine

@@ -45,7 +45,7 @@ def judge_cmd(
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the endpoint's API key."),
     bootstrap: int = typer.Option(200, help="Bootstrap rounds for rating confidence intervals."),
     seed: int = typer.Option(0, help="Seed for bootstrap and Elo permutations."),
-    verdict: str = typer.Option("generate", help="generate: the judge explains then gives [[verdict]] (MT-Bench); "
+    verdict: str = typer.Option("generate", help="generate: the judge explains then gives \\[\\[verdict]] (MT-Bench); "
                                 "logprob: verdict options scored by log-likelihood (local judges only; for weak judges)."),
 ) -> None:
     """Grade model answers with an LLM judge (MT-Bench prompts); write verdicts, battles, leaderboard."""

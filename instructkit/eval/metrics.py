@@ -1,7 +1,8 @@
 """Metrics: rank classification, exact match, token F1, ROUGE-L, CoT answer extraction, majority vote.
 
 Normalisation for exact match / F1 follows SQuAD (lower case, drop punctuation and articles, squeeze
-whitespace). Rank classification reports lm-eval's three flavours: ``acc`` (sum of log-probs),
+whitespace) except that numbers keep their sign and decimal point; how each task extracts and compares
+its answers is declared per task (:mod:`instructkit.eval.answers`). Rank classification reports lm-eval's three flavours: ``acc`` (sum of log-probs),
 ``acc_norm`` (log-prob per character, lm-eval's acc_norm) and ``acc_token`` (log-prob per token).
 """
 
@@ -9,40 +10,27 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections import Counter
 from typing import Callable, Sequence
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
-
+from instructkit.eval import answers as A
 
 def normalize(text: str) -> str:
-    text = "".join(ch for ch in str(text).lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    """SQuAD normalisation that keeps a number's sign and decimal point (see :mod:`.answers`)."""
+    return A.normalize(text)
 
 
 def exact_match(prediction: str, target: str | Sequence[str]) -> float:
-    targets = [target] if isinstance(target, str) else list(target)
-    p = normalize(prediction)
-    return float(any(p == normalize(t) for t in targets))
+    """Normalised text match; numbers compare as numbers ('35' != '3.5', '5' != '-5'); an empty
+    prediction never matches, and a target that normalises to nothing ('(A)') is compared as written."""
+    if not str(prediction).strip():
+        return 0.0
+    return A.compare_normalized(prediction, target)
 
 
 def f1(prediction: str, target: str | Sequence[str]) -> float:
-    """Token-overlap F1 (SQuAD); the best over several targets."""
-    targets = [target] if isinstance(target, str) else list(target)
-    best = 0.0
-    p = normalize(prediction).split()
-    for t in targets:
-        g = normalize(t).split()
-        if not p or not g:
-            best = max(best, float(p == g))
-            continue
-        common = sum((Counter(p) & Counter(g)).values())
-        if common:
-            prec, rec = common / len(p), common / len(g)
-            best = max(best, 2 * prec * rec / (prec + rec))
-    return best
+    """Token-overlap F1 (SQuAD, number-preserving normalisation); the best over several targets."""
+    return A.compare_f1(prediction, target)
 
 
 def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
@@ -91,40 +79,17 @@ def rank_classification(logprobs: Sequence[float], n_tokens: Sequence[int] | Non
 
 
 # -- chain-of-thought answer extraction ------------------------------------------------------------
-_PATTERNS = [
-    re.compile(r"####\s*([^\n]+)"),
-    re.compile(r"[Ss]o the answer is[:\s]*(.+?)(?:\.\s*$|\.\s*\n|\n|$)"),
-    re.compile(r"[Tt]he (?:final )?answer is[:\s]*(.+?)(?:\.\s*$|\.\s*\n|\n|$)"),
-]
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-
-
-def _clean_number(s: str) -> str:
-    s = s.replace(",", "").replace("$", "").strip()
-    if re.fullmatch(r"-?\d+\.0+", s):
-        s = s.split(".")[0]
-    return s
-
-
 def extract_answer(text: str, kind: str = "text") -> str:
-    """The answer a CoT completion states. ``kind="number"`` returns the number (math: the last number).
+    """The answer a CoT completion states (``kind``: text | number | letter); see :mod:`.answers`.
 
-    Order: ``#### X``, ``So the answer is X``, ``The answer is X``; for numbers the last number in the
-    matched answer or, failing a pattern, in the whole text. Empty string when nothing is found.
+    The final-answer span is the text after the last ``#### ``, ``So the answer is`` or ``The answer
+    is`` up to the end of that sentence ("The answer is 42. Next we" -> "42"), else the first line.
     """
-    text = str(text)
-    found = None
-    for pat in _PATTERNS:
-        ms = pat.findall(text)
-        if ms:
-            found = ms[-1].strip()
-            break
     if kind == "number":
-        nums = _NUMBER.findall(found if found and _NUMBER.search(found) else text)
-        return _clean_number(nums[-1]) if nums else ""
-    if found is None:
-        return text.strip().split("\n")[0].strip()
-    return found.strip().rstrip(".").strip()
+        return A.extract_number(text)
+    if kind == "letter":
+        return A.extract_letter(text)
+    return A.first_line(text).rstrip(".").strip()
 
 
 def majority_vote(answers: Sequence[str]) -> str:

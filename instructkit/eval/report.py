@@ -1,20 +1,28 @@
-"""The held-out cluster report (the FLAN experiment's output).
+"""The held-out cluster report (the FLAN experiment's output), with the statistics to read it.
 
-Both models are evaluated zero-shot on every task of the held-out clusters and on the seen (training)
-tasks; per task and per cluster the before/after scores are written as ``report.json``, ``report.md``,
-``report.html`` and a bar plot ``clusters.png`` (held-out clusters hatched). Both models share one
-request cache in the output folder, so a rerun resumes and base == tuned costs one evaluation.
+The untuned model, the tuned model and optionally an *oracle* (tuned on the held-out cluster itself,
+the upper bound) are evaluated zero-shot on every task of the held-out clusters and on the seen
+(training) tasks, each context rendered with the training chat template (the tokens training saw).
+Per task and per cluster the report gives n distinct examples, n items, chance level, each model's
+score with a 95% CI bootstrapped over examples, the paired delta tuned - base with its CI, what the
+model does (per-class recall, balanced accuracy, length-normalised accuracy, predicted-class shares),
+the 13-gram contamination of each held-out task against the training mixture, and one sentence of
+verdict per cluster. Written as ``report.json``, ``report.md``, ``report.html`` and ``clusters.png``.
+All models share one request cache in the output folder, so a rerun resumes.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import shlex
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 from instructkit.errors import DataError, InstructkitError
+from instructkit.eval import stats as S
+
+MODELS = ("base", "tuned", "oracle")
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -34,14 +42,97 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return m
 
 
-def _cluster_of(manifest: dict, task: str, loaded: str | None) -> str:
-    info = manifest.get("tasks", {}).get(task) or {}
-    return info.get("cluster") or loaded or "unknown"
+def eval_plan(manifest: dict, extra_held_out: list[str] | None = None,
+              max_seen: int | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Which tasks to evaluate and how to load them: the manifest's ``held_out.refs`` / ``tasks[*].ref``
+    (a YAML task is loaded by its path, not its id). T0 prompt/completion data sets have no eval split:
+    they are returned in ``not_evaluated`` with the reason, never dropped silently."""
+    info = manifest.get("tasks", {})
+    refs = manifest["held_out"].get("refs") or {}
+    held = list(dict.fromkeys(manifest["held_out"].get("tasks", [])))
+    plan, skipped = [], {}
+    for t in held:
+        plan.append(dict(task=t, ref=refs.get(t) or (info.get(t) or {}).get("ref") or t, held_out=True,
+                         cluster=(info.get(t) or {}).get("cluster")))
+    for r in extra_held_out or []:
+        plan.append(dict(task=r, ref=r, held_out=True, cluster=None))
+    seen = []
+    for t in dict.fromkeys(manifest.get("train_tasks", [])):
+        if t in held:
+            continue
+        ti = info.get(t) or {}
+        if "ref" in ti and not ti["ref"]:
+            skipped[t] = "prompt/completion data set (T0 file) without an eval split"
+            continue
+        seen.append(dict(task=t, ref=ti.get("ref") or t, held_out=False, cluster=ti.get("cluster")))
+    if max_seen is not None:
+        for s in seen[max_seen:]:
+            skipped[s["task"]] = f"seen task beyond max_seen={max_seen}"
+        seen = seen[:max_seen]
+    return plan + seen, skipped
 
 
-def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str | Path, *, limit: int | None = None,
-                    batch_size: int = 8, dtype: str = "float32", max_seen: int | None = None,
-                    make_lm: Callable[[str], Any] | None = None, progress: bool = True) -> dict:
+OWN = "tokenizer"  # --chat-template value: each model's tokenizer's own chat template
+
+
+def training_template(chat_template: str | None, tuned: str) -> tuple[str | None, bool]:
+    """(template, apply): how eval renders contexts so they match training.
+
+    ``"auto"``: ``model.chat_template`` of the ``recipe.yaml`` training wrote next to ``tuned``
+    (RUN/model -> RUN/recipe.yaml; a null there means the tokenizer's own template, as in training), raw
+    text when no recipe is found; ``None`` or ``"tokenizer"``: the tokenizer's own template (training's
+    default); ``"none"``: raw text (lm-eval style, no template); else a shipped name or .jinja path."""
+    if chat_template == "none":
+        return None, False
+    if chat_template in (None, OWN):
+        return None, True
+    if chat_template != "auto":
+        return chat_template, True
+    import yaml
+    p = Path(tuned)
+    for d in (p, p.parent):
+        f = d / "recipe.yaml"
+        if f.is_file():
+            try:
+                return ((yaml.safe_load(f.read_text()) or {}).get("model") or {}).get("chat_template"), True
+            except yaml.YAMLError:
+                return None, False
+    return None, False
+
+
+def rendering_name(template: str | None, apply: bool) -> str:
+    return (template or OWN) if apply else "none"
+
+
+def _read_rows(path: Path) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = defaultdict(list)
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            by[r.get("set", r["task"])].append(r)
+    return by
+
+
+def _details(res: dict) -> dict:
+    m = res["metrics"]
+    d = {k: m[k]["value"] for k in ("acc", "acc_norm", "acc_token") if k in m}
+    if res.get("classes"):
+        d.update(balanced_acc=res["classes"]["balanced_acc"], recall=res["classes"]["recall"],
+                 pred_share=res["classes"]["pred_share"])
+    return d
+
+
+def _ci(t: tuple[float, float, float]) -> dict:
+    return {"value": t[0], "ci": [t[1], t[2]]}
+
+
+def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str | Path, *,
+                    oracle: str | None = None, limit: int | None = None, templates: str = "all", seed: int = 0,
+                    chat_template: str | None = "auto", held_out: list[str] | None = None,
+                    max_seen: int | None = None, n_boot: int = S.N_BOOT, contamination: bool = True,
+                    batch_size: int = 8, dtype: str = "float32", make_lm: Callable[[str], Any] | None = None,
+                    progress: bool = True) -> dict:
+    """Evaluate base / tuned / (oracle) and write the report; see the module docstring and docs/eval.md."""
     from instructkit.eval.cache import CachedLM
     from instructkit.eval.datasets import load_eval_set
     from instructkit.eval.runner import evaluate
@@ -49,101 +140,139 @@ def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str |
     manifest = read_manifest(manifest_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    held = list(dict.fromkeys(manifest["held_out"].get("tasks", [])))
-    seen = [t for t in dict.fromkeys(manifest.get("train_tasks", [])) if t not in held]
-    if max_seen is not None:
-        seen = seen[:max_seen]
-    if not held and not seen:
+    plan, not_evaluated = eval_plan(manifest, held_out, max_seen)
+    if not plan:
         raise InstructkitError(f"{manifest_path}: no held-out or training tasks to evaluate")
-    sets = [load_eval_set(t, "zero_shot", limit) for t in held + seen]
+    sets = [load_eval_set(p["ref"], "zero_shot", limit, seed=seed, templates=templates) for p in plan]
+    template, apply = training_template(chat_template, tuned)
     if make_lm is None:
         from instructkit.eval.hf import HFModel
-        make_lm = lambda ref: HFModel(ref, dtype=dtype, batch_size=batch_size, progress=False)  # noqa: E731
-    scores: dict[str, dict] = {}
-    for label, ref in (("base", base), ("tuned", tuned)):
-        lm = make_lm(ref)
+        make_lm = lambda ref: HFModel(ref, dtype=dtype, batch_size=batch_size, progress=False,  # noqa: E731
+                                      chat_template=template, apply_chat_template=apply)
+    refs = {"base": base, "tuned": tuned, "oracle": oracle}
+    models = [m for m in MODELS if refs[m]]
+    results, rows = {}, {}
+    for label in models:
+        lm = make_lm(refs[label])
         clm = CachedLM(lm, out / "cache.jsonl")
-        scores[label] = evaluate(clm, sets, out / label, progress=progress, extra={"model_ref": ref})
+        results[label] = evaluate(clm, sets, out / label, progress=progress, seed=seed, n_boot=n_boot,
+                                  extra={"model_ref": refs[label]})
+        rows[label] = _read_rows(out / label / "predictions.jsonl")
         del lm, clm
-    rows = []
-    for ref, es in zip(held + seen, sets):
-        b, t = scores["base"]["tasks"][es.name], scores["tuned"]["tasks"][es.name]
-        rows.append(dict(task=ref, cluster=_cluster_of(manifest, ref, es.cluster), held_out=ref in held,
-                         metric=b["main_metric"], n=b["n"], base=b["score"], tuned=t["score"],
-                         base_stderr=b["metrics"][b["main_metric"]]["stderr"],
-                         tuned_stderr=t["metrics"][t["main_metric"]]["stderr"], delta=t["score"] - b["score"]))
-    clusters: dict[tuple[str, bool], list[dict]] = defaultdict(list)
-    for r in rows:
-        clusters[(r["cluster"], r["held_out"])].append(r)
-    per_cluster = [dict(cluster=c, held_out=h, n_tasks=len(rs), base=sum(r["base"] for r in rs) / len(rs),
-                        tuned=sum(r["tuned"] for r in rs) / len(rs)) for (c, h), rs in sorted(clusters.items(),
-                                                                                           key=lambda kv: (not kv[0][1], kv[0][0]))]
-    report = dict(base=base, tuned=tuned, manifest=str(manifest_path), format="zero_shot", limit=limit,
-                  held_out_clusters=manifest["held_out"].get("clusters", []), tasks=rows, clusters=per_cluster,
-                  throughput={k: v["throughput"] for k, v in scores.items()})
+    task_rows = []
+    for p, es in zip(plan, sets):
+        task_rows.append(_task_row(p, es, results, rows, models, n_boot, seed))
+    clusters = _clusters(task_rows, rows, models, n_boot, seed)
+    cont = _contamination(Path(manifest_path), plan, sets) if contamination else {"skipped": "disabled"}
+    for r in task_rows:
+        r["contamination"] = cont.get("tasks", {}).get(r["task"])
+    report = dict(models=refs, base=base, tuned=tuned, oracle=oracle, manifest=str(manifest_path),
+                  format="zero_shot", chat_template=rendering_name(template, apply), limit=limit,
+                  templates=templates, seed=seed, n_boot=n_boot,
+                  command=_command(refs, manifest_path, out, limit, templates, seed, rendering_name(template, apply),
+                                   held_out, max_seen),
+                  held_out_clusters=manifest["held_out"].get("clusters", []), tasks=task_rows, clusters=clusters,
+                  contamination=cont, not_evaluated=not_evaluated,
+                  throughput={k: v["throughput"] for k, v in results.items()})
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    _plot(per_cluster, out / "clusters.png")
-    (out / "report.md").write_text(_markdown(report))
-    (out / "report.html").write_text(_html(report))
+    from instructkit.eval.report_render import html_report, markdown, plot_clusters
+    plot_clusters(clusters, models, out / "clusters.png")
+    (out / "report.md").write_text(markdown(report))
+    (out / "report.html").write_text(html_report(report))
     return report
 
 
-def _plot(per_cluster: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(per_cluster)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * n + 2), 4))
-    xs = range(n)
-    for off, key, color in ((-0.2, "base", "#9e9e9e"), (0.2, "tuned", "#1f77b4")):
-        bars = ax.bar([x + off for x in xs], [c[key] for c in per_cluster], width=0.4, label=key, color=color)
-        for bar, c in zip(bars, per_cluster):
-            if c["held_out"]:
-                bar.set_hatch("//")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([f"{c['cluster']}\n({'held-out' if c['held_out'] else 'seen'})" for c in per_cluster],
-                       fontsize=8)
-    ax.set_ylabel("zero-shot score")
-    ax.set_title("Before vs after instruction tuning (hatched: held-out clusters)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _task_row(p: dict, es: Any, results: dict, rows: dict, models: list[str], n_boot: int, seed: int) -> dict:
+    b = results["base"]["tasks"][es.name]
+    metric = b["main_metric"]
+    vals = {m: [r["metrics"][metric] for r in rows[m][es.name]] for m in models}
+    groups = [r["example_id"] for r in rows["base"][es.name]]
+    row = dict(task=p["task"], ref=p["ref"], name=es.name, cluster=p["cluster"] or es.cluster or es.name,
+               held_out=p["held_out"], metric=metric, chance=b["chance"], n_examples=b["n_examples"],
+               n_items=b["n_items"], n=b["n_items"])
+    row["scores"] = {m: {"value": results[m]["tasks"][es.name]["score"], "ci": results[m]["tasks"][es.name]["ci"]}
+                     for m in models}
+    for m in models:
+        row[m] = row["scores"][m]["value"]
+    row["details"] = {m: _details(results[m]["tasks"][es.name]) for m in models}
+    d = S.paired_bootstrap(vals["base"], vals["tuned"], groups, n_boot, seed)
+    row["delta"], row["delta_ci"] = d[0], [d[1], d[2]]
+    if "oracle" in models:
+        d = S.paired_bootstrap(vals["base"], vals["oracle"], groups, n_boot, seed)
+        row["delta_oracle"], row["delta_oracle_ci"] = d[0], [d[1], d[2]]
+    return row
 
 
-def _markdown(rep: dict) -> str:
-    lines = ["# Held-out cluster report", "", f"base: `{rep['base']}`  tuned: `{rep['tuned']}`  format: zero-shot"
-             + (f", limit {rep['limit']}" if rep["limit"] else ""), "", "![clusters](clusters.png)", "",
-             "## Clusters", "", "| cluster | held-out | tasks | base | tuned | delta |", "|---|---|---|---|---|---|"]
-    for c in rep["clusters"]:
-        lines.append(f"| {c['cluster']} | {'yes' if c['held_out'] else 'no'} | {c['n_tasks']} | {c['base']:.4f} | "
-                     f"{c['tuned']:.4f} | {c['tuned'] - c['base']:+.4f} |")
-    lines += ["", "## Tasks", "", "| task | cluster | held-out | metric | n | base | tuned | delta |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in rep["tasks"]:
-        lines.append(f"| {r['task']} | {r['cluster']} | {'yes' if r['held_out'] else 'no'} | {r['metric']} | {r['n']} | "
-                     f"{r['base']:.4f} ± {r['base_stderr']:.4f} | {r['tuned']:.4f} ± {r['tuned_stderr']:.4f} | "
-                     f"{r['delta']:+.4f} |")
-    return "\n".join(lines) + "\n"
+def _clusters(task_rows: list[dict], rows: dict, models: list[str], n_boot: int, seed: int) -> list[dict]:
+    by: dict[tuple[str, bool], list[dict]] = defaultdict(list)
+    for r in task_rows:
+        by[(r["cluster"], r["held_out"])].append(r)
+    out = []
+    for (cluster, held), trs in sorted(by.items(), key=lambda kv: (not kv[0][1], kv[0][0])):
+        per = {m: [([x["metrics"][t["metric"]] for x in rows[m][t["name"]]],
+                    [x["example_id"] for x in rows[m][t["name"]]]) for t in trs] for m in models}
+        c = dict(cluster=cluster, held_out=held, n_tasks=len(trs), tasks=[t["task"] for t in trs],
+                 metric=trs[0]["metric"] if len({t["metric"] for t in trs}) == 1 else "mixed",
+                 n_examples=sum(t["n_examples"] for t in trs), n_items=sum(t["n_items"] for t in trs),
+                 chance=sum(t["chance"] for t in trs) / len(trs))
+        c["scores"] = {m: _ci(S.mean_of_tasks_ci(per[m], n_boot, seed)) for m in models}
+        for m in models:
+            c[m] = c["scores"][m]["value"]
+        for key, other in (("delta", "tuned"), ("delta_oracle", "oracle")):
+            if other in models:
+                diffs = [([y - x for x, y in zip(a[0], bb[0])], a[1]) for a, bb in zip(per["base"], per[other])]
+                d = S.mean_of_tasks_ci(diffs, n_boot, seed)
+                c[key], c[key + "_ci"] = d[0], [d[1], d[2]]
+        c["verdict"] = _verdict(c, models)
+        out.append(c)
+    return out
 
 
-def _html(rep: dict) -> str:
-    e = html.escape
+def _verdict(c: dict, models: list[str]) -> str:
+    what = f"{'held-out' if c['held_out'] else 'seen (sanity check)'} {c['metric']} on {c['cluster']}"
+    s = S.verdict(c["delta"], *c["delta_ci"], what=what)
+    s += f" Chance {c['chance']:.3f}, base {c['base']:.3f}, tuned {c['tuned']:.3f}"
+    if "oracle" in models:
+        gap = c["oracle"] - c["base"]
+        s += f", oracle {c['oracle']:.3f}"
+        if gap > 0:
+            s += f" (tuned closes {100 * (c['tuned'] - c['base']) / gap:.0f}% of the base-to-oracle gap)"
+        else:
+            s += " (the oracle is not above base: this cluster cannot show an effect at this scale)"
+    return s + "."
 
-    def table(head: list[str], body: list[list[Any]]) -> str:
-        h = "".join(f"<th>{e(x)}</th>" for x in head)
-        b = "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in row) + "</tr>" for row in body)
-        return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
 
-    cl = [[c["cluster"], "yes" if c["held_out"] else "no", c["n_tasks"], f"{c['base']:.4f}", f"{c['tuned']:.4f}",
-           f"{c['tuned'] - c['base']:+.4f}"] for c in rep["clusters"]]
-    tk = [[r["task"], r["cluster"], "yes" if r["held_out"] else "no", r["metric"], r["n"], f"{r['base']:.4f}",
-           f"{r['tuned']:.4f}", f"{r['delta']:+.4f}"] for r in rep["tasks"]]
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Held-out cluster report</title><style>{style}</style>"
-            f"</head><body><h1>Held-out cluster report</h1><p>base: <code>{e(rep['base'])}</code>, tuned: "
-            f"<code>{e(rep['tuned'])}</code>, zero-shot</p><img src='clusters.png' alt='clusters'>"
-            f"<h2>Clusters</h2>{table(['cluster', 'held-out', 'tasks', 'base', 'tuned', 'delta'], cl)}"
-            f"<h2>Tasks</h2>{table(['task', 'cluster', 'held-out', 'metric', 'n', 'base', 'tuned', 'delta'], tk)}"
-            "</body></html>\n")
+def _contamination(manifest_path: Path, plan: list[dict], sets: list[Any], n: int = 13) -> dict:
+    """13-gram overlap of each held-out task's evaluated examples with the training mixture beside the
+    manifest (an example counts once if any of its items shares a 13-gram with training)."""
+    mixture = manifest_path.parent / "mixture.jsonl"
+    if not mixture.is_file():
+        return {"skipped": f"no training mixture at {mixture}"}
+    from instructkit.data.tasks.contamination import ngrams, read_jsonl, train_index
+    index = train_index(read_jsonl(mixture), n)
+    tasks = {}
+    for p, es in zip(plan, sets):
+        if not p["held_out"]:
+            continue
+        hit: dict[str, bool] = {}
+        for it in es.items:
+            hit[it.example_id] = hit.get(it.example_id, False) or bool(ngrams(f"{it.prompt}\n{it.target}", n) & index)
+        k = sum(hit.values())
+        tasks[p["task"]] = {"examples": len(hit), "contaminated": k, "share": k / len(hit) if hit else 0.0}
+    return {"mixture": str(mixture), "n": n, "tasks": tasks}
+
+
+def _command(refs: dict, manifest: Any, out: Path, limit: Any, templates: str, seed: int, template: Any,
+             held_out: list[str] | None, max_seen: Any) -> str:
+    parts = ["instructkit", "eval", "report", "--base", refs["base"], "--tuned", refs["tuned"]]
+    if refs.get("oracle"):
+        parts += ["--oracle", refs["oracle"]]
+    parts += ["--manifest", str(manifest), "--out", str(out), "--templates", templates, "--seed", str(seed),
+              "--chat-template", template]
+    if limit is not None:
+        parts += ["--limit", str(limit)]
+    if max_seen is not None:
+        parts += ["--max-seen", str(max_seen)]
+    for h in held_out or []:
+        parts += ["--held-out", h]
+    return " ".join(shlex.quote(str(x)) for x in parts)

@@ -1,18 +1,21 @@
 """Score evaluation sets with an LM: rank classification, generation + metric, CoT, self-consistency.
 
-``evaluate(lm, sets, out_dir)`` writes ``results.json`` (per task: metrics with stderr, n, format),
-``predictions.jsonl`` (per example) and ``throughput.json``; requests go through :class:`CachedLM` so
+``evaluate(lm, sets, out_dir)`` writes ``results.json`` (per task: metrics with stderr and a 95% CI
+bootstrapped over examples, n examples / n items, chance level, per-class recall), ``predictions.jsonl``
+(per item, with its example id) and ``throughput.json``; generated answers are extracted and compared
+as the task declares (:mod:`instructkit.eval.answers`); requests go through :class:`CachedLM` so
 a rerun in the same folder resumes.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
 from instructkit.eval import metrics as M
+from instructkit.eval import stats as S
 from instructkit.eval.api import GenerateRequest, LoglikelihoodRequest
 from instructkit.eval.cache import CachedLM
 from instructkit.eval.datasets import EvalItem, EvalSet
@@ -26,8 +29,9 @@ def _score_mc(items: list[EvalItem], results: list[Any]) -> list[dict]:
         lps = [r.logprob for r in res]
         ntok, nchr = [r.n_tokens for r in res], [r.n_chars for r in res]
         preds = {norm: M.rank_classification(lps, ntok, nchr, norm) for norm in ("sum", "char", "token")}
-        rows.append(dict(task=it.task, idx=it.idx, prompt=it.prompt, choices=it.choices, scores=lps,
-                         n_tokens=ntok, prediction=it.choices[preds["sum"]], target=it.target,
+        rows.append(dict(task=it.task, idx=it.idx, example_id=it.example_id, template=it.template, prompt=it.prompt,
+                         choices=it.choices, scores=lps, n_tokens=ntok, prediction=it.choices[preds["sum"]],
+                         target=it.target, gold_class=it.target_index, pred_class=preds["sum"], chance=it.chance,
                          correct=preds["sum"] == it.target_index,
                          metrics={"acc": float(preds["sum"] == it.target_index),
                                   "acc_norm": float(preds["char"] == it.target_index),
@@ -35,35 +39,34 @@ def _score_mc(items: list[EvalItem], results: list[Any]) -> list[dict]:
     return rows
 
 
-def _answer(it: EvalItem, text: str) -> str:
-    if it.answer_kind == "number":
-        return M.extract_answer(text, "number")
-    if it.answer_kind == "letter":
-        ans = M.extract_answer(text)
-        m = re.search(r"\(?([A-D])\)?", ans)
-        return m.group(1) if m else ans
-    return M.extract_answer(text) if it.cot else text.strip()
-
-
 def _score_gen(items: list[EvalItem], results: list[Any]) -> list[dict]:
     rows = []
     for it, res in zip(items, results):
-        answers = [_answer(it, t) for t in res.texts]
+        spec = it.spec  # the task's declared extraction + comparison
+        answers = [spec.extract_text(t, it.options) for t in res.texts]
         pred = M.majority_vote(answers) if len(answers) > 1 else answers[0]
-        target = M.extract_answer(it.target, "number") if it.answer_kind == "number" else it.target
-        value = M.METRICS[it.metric](pred, target)
-        rows.append(dict(task=it.task, idx=it.idx, prompt=it.prompt, choices=None, completions=res.texts,
-                         answers=answers, prediction=pred, target=it.target, correct=value == 1.0,
-                         metrics={it.metric: value}))
+        value = spec.score(pred, it.target, it.options)
+        rows.append(dict(task=it.task, idx=it.idx, example_id=it.example_id, template=it.template,
+                         prompt=it.prompt, choices=None, completions=res.texts, answers=answers, prediction=pred,
+                         target=it.target, gold=spec.gold(it.target, it.options), answer_spec=spec.to_dict(),
+                         chance=0.0, correct=value == 1.0, metrics={spec.metric: value}))
     return rows
 
 
+def renders_chat(lm: Any) -> bool:
+    """Whether the backend renders contexts with the (training) chat template: then a choice is scored
+    as the bare assistant text, not with the raw-text delimiter."""
+    inner = lm.lm if isinstance(lm, CachedLM) else lm
+    return bool(getattr(inner, "apply_chat_template", False))
+
+
 def requests_for(es: EvalSet, self_consistency: int = 1, temperature: float = 0.7,
-                 seed: int = 0) -> tuple[list[LoglikelihoodRequest], list[GenerateRequest]]:
+                 seed: int = 0, chat: bool = False) -> tuple[list[LoglikelihoodRequest], list[GenerateRequest]]:
     ll, gen = [], []
     for it in es.items:
         if it.choices is not None:
-            ll += [LoglikelihoodRequest(it.prompt, c, key=(es.name, it.idx, k)) for k, c in enumerate(it.choices)]
+            ll += [LoglikelihoodRequest(it.prompt, c.strip() if chat else c, key=(es.name, it.idx, k))
+                   for k, c in enumerate(it.choices)]
         else:
             sc = self_consistency if it.cot and self_consistency > 1 else 1
             gen.append(GenerateRequest(prompt=it.prompt, max_new_tokens=it.max_new_tokens,
@@ -72,20 +75,48 @@ def requests_for(es: EvalSet, self_consistency: int = 1, temperature: float = 0.
     return ll, gen
 
 
-def summarize(es: EvalSet, rows: list[dict]) -> dict:
+def class_stats(rows: list[dict]) -> dict | None:
+    """Per gold class (the choice position, named by its texts across templates, e.g. "yes/true"):
+    recall; balanced accuracy (mean recall); how often each class is predicted."""
+    mc = [r for r in rows if r.get("gold_class") is not None]
+    if not mc:
+        return None
+    texts: dict[int, Counter] = {}
+    for r in mc:
+        for k, c in enumerate(r["choices"]):
+            texts.setdefault(k, Counter())[c.strip()] += 1
+    name = {k: "/".join(t for t, _ in cnt.most_common(3)) + ("/..." if len(cnt) > 3 else "")
+            for k, cnt in texts.items()}
+    gold, pred = Counter(r["gold_class"] for r in mc), Counter(r["pred_class"] for r in mc)
+    hit = Counter(r["gold_class"] for r in mc if r["correct"])
+    recall = {name[c]: hit[c] / n for c, n in sorted(gold.items())}
+    return {"recall": recall, "balanced_acc": sum(recall.values()) / len(recall),
+            "gold_share": {name[c]: n / len(mc) for c, n in sorted(gold.items())},
+            "pred_share": {name[c]: pred[c] / len(mc) for c in sorted(set(gold) | set(pred))}}
+
+
+def summarize(es: EvalSet, rows: list[dict], n_boot: int = S.N_BOOT, seed: int = 0) -> dict:
+    """Per metric: mean, stderr, and a 95% bootstrap CI over *examples* (items of one example move
+    together); n distinct examples, n items, chance level, per-class recall for classification."""
     names = sorted({k for r in rows for k in r["metrics"]})
     metrics = {}
     for k in names:
-        mean, se = M.mean_stderr([r["metrics"][k] for r in rows if k in r["metrics"]])
-        metrics[k] = {"value": mean, "stderr": se}
+        rs = [r for r in rows if k in r["metrics"]]
+        vals = [r["metrics"][k] for r in rs]
+        mean, lo, hi = S.bootstrap_ci(vals, [r["example_id"] for r in rs], n_boot, seed)
+        metrics[k] = {"value": mean, "stderr": M.mean_stderr(vals)[1], "ci": [lo, hi]}
     main = "acc" if "acc" in metrics else (names[0] if names else None)
-    return {"format": es.fmt, "n": len(rows), "cluster": es.cluster, "metrics": metrics, "main_metric": main,
-            "score": metrics[main]["value"] if main else None, "dropped": dict(es.dropped)}
+    chance = sum(r["chance"] for r in rows) / len(rows) if rows else float("nan")
+    return {"format": es.fmt, "n": len(rows), "n_items": len(rows),
+            "n_examples": len({r["example_id"] for r in rows}), "cluster": es.cluster, "metrics": metrics,
+            "main_metric": main, "score": metrics[main]["value"] if main else None,
+            "ci": metrics[main]["ci"] if main else None, "chance": chance, "classes": class_stats(rows),
+            "dropped": dict(es.dropped)}
 
 
 def evaluate(lm: Any, sets: Sequence[EvalSet], out_dir: str | Path | None = None, *, self_consistency: int = 1,
              temperature: float = 0.7, seed: int = 0, chunk_size: int = 64, progress: bool = True,
-             extra: dict | None = None) -> dict:
+             extra: dict | None = None, n_boot: int = S.N_BOOT) -> dict:
     """Evaluate every set; returns (and writes under ``out_dir``) the results dict."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -95,12 +126,16 @@ def evaluate(lm: Any, sets: Sequence[EvalSet], out_dir: str | Path | None = None
     # a chunk is also the unit of cache flushes; several batches per chunk keeps the backend's batches full
     chunk_size = max(chunk_size, 8 * int(getattr(lm, "batch_size", 1) or 1))
     clm = lm if isinstance(lm, CachedLM) else CachedLM(lm, out / "cache.jsonl" if out else None, chunk_size)
-    results: dict[str, Any] = {"model": clm.name, "fingerprint": clm.fingerprint, "tasks": {}, **(extra or {})}
+    inner = clm.lm if isinstance(clm, CachedLM) else clm
+    rendering = {"chat_template": getattr(inner, "chat_template", None) if renders_chat(clm) else None,
+                 "applied": renders_chat(clm)}
+    results: dict[str, Any] = {"model": clm.name, "fingerprint": clm.fingerprint, "rendering": rendering,
+                               "seed": seed, "n_boot": n_boot, "tasks": {}, **(extra or {})}
     all_rows: list[dict] = []
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, disable=not progress, transient=True) as bar:
         for es in sets:
-            ll, gen = requests_for(es, self_consistency, temperature, seed)
+            ll, gen = requests_for(es, self_consistency, temperature, seed, chat=renders_chat(clm))
             t = bar.add_task(f"{es.name} ({es.fmt})", total=len(ll) + len(gen))
             step = lambda n, t=t: bar.advance(t, n)  # noqa: E731
             ll_res = clm.loglikelihood(ll, step) if ll else []
@@ -109,7 +144,9 @@ def evaluate(lm: Any, sets: Sequence[EvalSet], out_dir: str | Path | None = None
             gi = [it for it in es.items if it.choices is None]
             rows = _score_mc(mc, ll_res) + _score_gen(gi, gen_res)
             rows.sort(key=lambda r: r["idx"])
-            results["tasks"][es.name] = summarize(es, rows)
+            for r in rows:
+                r["set"] = es.name  # the set's name (mmlu:FILE), the item's task may be shorter (mmlu)
+            results["tasks"][es.name] = summarize(es, rows, n_boot, seed)
             all_rows += rows
     from instructkit.eval.throughput import throughput_record
     results["throughput"] = throughput_record(lm if not isinstance(lm, CachedLM) else lm.lm, clm, sets)

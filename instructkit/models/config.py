@@ -12,8 +12,9 @@ from instructkit.config.base import Section
 class ModelConfig(Section):
     name_or_path: str = Field("smollm2-135m-instruct",
                               description="Built-in alias, local HF folder, .gguf file, or hub id (org/name).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights/compute dtype. bfloat16 on GPUs; float32 for exact CPU tests.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights/compute dtype. auto = the fastest this machine has, measured once "
+                               "(bf16 on GPUs and on CPUs with fast bf16 GEMMs, else fp32); float32 for exact tests.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] = Field(
         "sdpa", description="Attention kernel. flash_attention_2 needs flash-attn on a CUDA GPU.")
     chat_template: Optional[str] = Field(

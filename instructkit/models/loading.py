@@ -147,8 +147,11 @@ def load_model(ref: str, *, dtype: str = "float32", attn_implementation: str | N
     import torch
     from transformers import AutoModelForCausalLM
 
+    if dtype == "auto":
+        from instructkit.models.dtype import resolve_dtype
+        dtype, _ = resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu")
     if dtype not in DTYPES:
-        raise InstructkitError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        raise InstructkitError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(DTYPES)}")
     path = resolve_model(ref)
     adapter_cfg = Path(path) / "adapter_config.json"
     base = path

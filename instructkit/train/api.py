@@ -28,6 +28,14 @@ class TrainResult:
     tokenizer: Any = None
 
 
+@dataclass
+class TrainData:
+    rows: list            # training rows (packed or one example each), tensors
+    eval_rows: list       # validation rows
+    stats: dict[str, Any]  # counts: examples in/used, truncated, rows, tokens, fill
+    report: dict[str, Any]  # the data stage's prepare report (empty for in-memory examples)
+
+
 def _notice_logging() -> None:
     lg = logging.getLogger("instructkit.train")
     if not lg.handlers:
@@ -37,49 +45,21 @@ def _notice_logging() -> None:
         lg.setLevel(logging.INFO)
 
 
-def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: Sequence[Any] | None = None,
-          model: Any = None, tokenizer: Any = None, eval_fn: Callable[[Any], dict] | None = None,
-          accelerator: Any = None) -> TrainResult:
-    """Run SFT as described by ``recipe`` (a :class:`instructkit.config.recipe.Recipe`).
-
-    ``examples`` / ``eval_examples``: rendered dicts (``input_ids``, ``labels``) or Conversations;
-    None reads ``recipe.data.paths`` (and holds out ``data.val_fraction`` for validation).
-    ``model`` / ``tokenizer``: use these instead of loading ``recipe.model.name_or_path``.
-    ``eval_fn(model) -> {metric: value}`` runs at every evaluation (task metrics of the eval stage).
-    """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from instructkit.models import load_tokenizer
-    from instructkit.train import checkpoint as ckpt
+def setup_data(recipe: Any, tokenizer: Any, *, examples: Sequence[Any] | None = None,
+               eval_examples: Sequence[Any] | None = None) -> TrainData:
+    """Recipe data -> packed/padded rows (validated before the model is even loaded)."""
     from instructkit.train.data import load_records, split, to_records
-    from instructkit.train.loop import LoopConfig, run_loop, save_model
-    from instructkit.train.loss import CausalLMLoss
-    from instructkit.train.methods import AdapterSpec, build_model, param_counts
-    from instructkit.train.metrics import plot_loss
-    from instructkit.train.optim import build_optimizer, build_scheduler, warmup_steps_for
     from instructkit.train.packing import make_rows, to_examples
-    from instructkit.train.summary import hardware, peak_memory, print_summary, write_summary
-    from instructkit.train.validate import check_config, check_eval_data
+    from instructkit.train.validate import check_eval_data
 
-    _notice_logging()
-    wall0 = time.perf_counter()
     t, d, m = recipe.train, recipe.data, recipe.model
-    # torchrun on a machine without GPUs: accelerate only goes multi-process (gloo) when told cpu=True
-    cpu_dist = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum, cpu=cpu_dist)
-    set_seed(recipe.seed)
-    run_dir = Path(recipe.resolved_output_dir())
-    tokenizer = tokenizer or load_tokenizer(m.name_or_path)
-    check_config(recipe, tokenizer)
-
-    # --- data -> rows (validated before the model is even loaded) --------------------------------------
+    mu = getattr(t, "muppet", None)
     data_report: dict[str, Any] = {}
     if examples is None:
         records, data_report = load_records(d.paths, tokenizer, template=m.chat_template, max_length=d.max_length,
                                             fmt=d.format, on_error=d.on_error, limit=d.limit,
-                                            num_proc=d.num_proc, cache_dir=d.cache_dir)
+                                            num_proc=d.num_proc, cache_dir=d.cache_dir, keep_source=mu is not None,
+                                            truncate=d.truncate, repair_leading_assistant=d.repair_leading_assistant)
         if eval_examples is None:
             records, eval_records = split(records, d.val_fraction, recipe.seed)
         else:
@@ -88,30 +68,115 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         records = to_records(examples, tokenizer, m.chat_template, d.max_length)
         eval_records = to_records(eval_examples, tokenizer, m.chat_template, d.max_length) if eval_examples else []
     check_eval_data(t.eval_every, bool(eval_records))
+    if mu is not None:  # task ids and per-task loss weights (train/muppet.py)
+        from instructkit.train.muppet import prepare_records
+        muppet_info = prepare_records(records + eval_records, mu)
     train_ex, stats = to_examples(records, d.max_length)
     eval_ex, _ = to_examples(eval_records, d.max_length)
     if not train_ex:
         raise InstructkitError(f"no training example left ({stats})")
-    rows = make_rows(train_ex, t.packing, t.pack_tokens)
+    if mu is not None:
+        from instructkit.train.muppet import muppet_rows
+        rows, mstats = muppet_rows(train_ex, t.packing, t.pack_tokens, mu.min_tasks, recipe.seed)
+        stats["muppet"] = {**muppet_info, **mstats}
+    else:
+        rows = make_rows(train_ex, t.packing, t.pack_tokens)
     eval_rows = make_rows(eval_ex, t.packing, t.pack_tokens) if eval_ex else []
     real_tokens = sum(len(e) for e in train_ex)
     stats.update(rows=len(rows), real_tokens=real_tokens,
                  trained_tokens=sum(e.n_trained for e in train_ex), eval_examples=len(eval_ex),
                  fill=round(real_tokens / (len(rows) * t.pack_tokens), 4) if t.packing else None)
+    return TrainData(rows=rows, eval_rows=eval_rows, stats=stats, report=data_report)
 
-    # --- model, method, optimizer ---------------------------------------------------------------------
+
+def _precision(dtype: str, device_type: str) -> str:
+    """What the run computed in and why (``dtype: auto`` is decided by a measured probe)."""
+    from instructkit.models.dtype import resolve_dtype
+
+    picked, why = resolve_dtype(dtype, device_type)
+    return picked if dtype != "auto" else f"{picked} ({why})"
+
+
+def setup_model(recipe: Any, accelerator: Any, model: Any = None) -> tuple[Any, int, int]:
+    """Load (or take) the model, apply the method (full/LoRA/DoRA/QLoRA), wrap it with the loss.
+
+    Returns ``(wrapper, trainable_params, total_params)``."""
+    from instructkit.train.loss import CausalLMLoss
+    from instructkit.train.methods import AdapterSpec, build_model, param_counts
+    from instructkit.train.probe import check_model
+
+    t, m = recipe.train, recipe.model
     spec = AdapterSpec(t.lora.r, t.lora.alpha, t.lora.dropout, list(t.lora.target_modules))
     lm = build_model(m.name_or_path, method=t.method, dtype=m.dtype, attn_implementation=m.attn_implementation,
                      spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=model,
                      device_type=accelerator.device.type)
+    # refuse before any step if packed examples would see each other or the loss would miss the
+    # model's logit post-processing (train/probe.py says why these can go wrong silently)
+    check_model(lm, packing=t.packing, attn_implementation=m.attn_implementation,
+                device=next(lm.parameters()).device)
     trainable, total = param_counts(lm)
-    wrapper = CausalLMLoss(lm, t.loss_chunk_size)
+    return CausalLMLoss(lm, t.loss_chunk_size), trainable, total
+
+
+def setup_optim(recipe: Any, wrapper: Any, accelerator: Any) -> Callable[[int], tuple[Any, Any]]:
+    """``total_steps -> (optimizer, scheduler)``: the loop calls it once it knows the number of steps."""
+    from instructkit.train.optim import build_optimizer, build_scheduler, warmup_steps_for
+
+    t = recipe.train
 
     def build_optim(total_steps: int) -> tuple[Any, Any]:
         opt = build_optimizer(wrapper, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, betas=t.betas, eps=t.eps,
                               device_type=accelerator.device.type)
         warm = warmup_steps_for(total_steps, t.warmup_steps, t.warmup_ratio)
         return opt, build_scheduler(opt, t.scheduler, warmup_steps=warm, total_steps=total_steps)
+
+    return build_optim
+
+
+def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: Sequence[Any] | None = None,
+          model: Any = None, tokenizer: Any = None, eval_fn: Callable[[Any], dict] | None = None,
+          accelerator: Any = None) -> TrainResult:
+    """Run SFT as described by ``recipe`` (a :class:`instructkit.recipe.Recipe`).
+
+    ``examples`` / ``eval_examples``: rendered dicts (``input_ids``, ``labels``) or Conversations;
+    None reads ``recipe.data.paths`` (and holds out ``data.val_fraction`` for validation).
+    ``model`` / ``tokenizer``: use these instead of loading ``recipe.model.name_or_path``.
+    ``eval_fn(model) -> {metric: value}`` runs at every evaluation (task metrics of the eval stage).
+
+    Reads like a torchtune recipe: setup_data -> setup_model -> setup_optim -> run_loop -> outputs.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from instructkit.models import load_tokenizer
+    from instructkit.train import checkpoint as ckpt
+    from instructkit.train.loop import LoopConfig, run_loop, save_model
+    from instructkit.train.metrics import plot_loss
+    from instructkit.train.summary import data_summary, hardware, peak_memory, print_summary, write_summary
+    from instructkit.train.validate import check_config
+
+    _notice_logging()
+    wall0 = time.perf_counter()
+    t, m = recipe.train, recipe.model
+    # torchrun on a machine without GPUs: accelerate only goes multi-process (gloo) when told cpu=True
+    cpu_dist = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum, cpu=cpu_dist)
+    set_seed(recipe.seed)
+    run_dir = Path(recipe.resolved_output_dir())
+    tokenizer = tokenizer or load_tokenizer(m.name_or_path)
+    check_config(recipe, tokenizer)
+
+    # the objective (sft / dpo / reward) picks data -> rows, the loss wrapper and the batch hooks
+    from instructkit.train.preference.setup import OBJECTIVES
+    objective = OBJECTIVES[t.objective]()
+    data = objective.setup_data(recipe, tokenizer, examples=examples, eval_examples=eval_examples)
+    if accelerator.is_main_process:  # what the data stage kept and threw away, before any model loads
+        from instructkit.train.summary import data_report_lines, data_summary
+        for line in data_report_lines(data_summary(data.stats, data.report)):
+            logging.getLogger("instructkit.train").info(line)
+    wrapper, trainable, total = objective.setup_model(recipe, accelerator, model, data)
+    build_optim = setup_optim(recipe, wrapper, accelerator)
 
     resume_from = ckpt.resolve_resume(t.resume, run_dir)
     if accelerator.is_main_process:
@@ -126,8 +191,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
                      save_every=t.save_every, keep_last=t.keep_last, best_metric=t.best_metric,
                      best_mode=t.best_mode, progress=t.progress, tensorboard=t.tensorboard,
                      pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                     build_optim=build_optim)
-    st, info = run_loop(accelerator, wrapper, tokenizer, rows, eval_rows, cfg, resume_from=resume_from,
+                     build_optim=build_optim, **objective.loop_hooks())
+    st, info = run_loop(accelerator, wrapper, tokenizer, data.rows, data.eval_rows, cfg, resume_from=resume_from,
                         eval_fn=eval_fn)
 
     # --- outputs ----------------------------------------------------------------------------------------
@@ -138,7 +203,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     world = accelerator.num_processes
     summary = {
         "run": str(run_dir), "method": t.method, "optimizer": type(info["optimizer"].optimizer).__name__,
-        "precision": m.dtype, "attention": m.attn_implementation, "packing": t.packing,
+        "precision": _precision(m.dtype, accelerator.device.type), "attention": m.attn_implementation,
+        "packing": t.packing,
         "effective_batch": f"{t.micro_batch_size * t.grad_accum * world} "
                            + (f"rows of <= {t.pack_tokens} tokens" if t.packing else "examples"),
         "steps": st.step, "epochs": round(st.step / info["steps_per_epoch"], 3),
@@ -152,7 +218,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         **peak_memory(),
         "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
         "best": {t.best_metric: st.best} if st.best is not None else None,
-        "data": {**stats, **({"prepare": data_report} if data_report else {})},
+        "data": data_summary(data.stats, data.report),  # one source of truth (train/summary.py)
     }
     if accelerator.is_main_process:
         write_summary(summary, run_dir)

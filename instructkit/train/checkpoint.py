@@ -20,8 +20,9 @@ import os
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -70,23 +71,45 @@ def save_weights(accelerator: Any, wrapper: Any, tokenizer: Any, out: Path) -> N
             tokenizer.save_pretrained(out)
 
 
+@contextmanager
+def cleaned_on_failure(accelerator: Any, tmp: Path, final: Path) -> Iterator[None]:
+    """Writes into ``tmp`` that fail (disk full, permission lost, a second Ctrl-C) remove ``tmp``; a write
+    error becomes one line naming ``final``, the cause and the last good checkpoint (which is kept)."""
+    from instructkit.errors import InstructkitError
+    from instructkit.outputs import write_error, write_errors
+
+    try:
+        yield
+    except BaseException as e:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, write_errors()):
+            good = [p for p in list_checkpoints(final.parent) if p != final]
+            kept = f"; the last good checkpoint {good[-1]} is kept" if good else ""
+            raise InstructkitError(f"{write_error(final, e)}{kept}") from None
+        raise
+
+
 def save_checkpoint(accelerator: Any, run_dir: Path, name: str, *, wrapper: Any, tokenizer: Any, optimizer: Any,
                     scheduler: Any, state: dict[str, Any]) -> Path:
     final = run_dir / name
     tmp = run_dir / f".tmp-{name}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    save_weights(accelerator, wrapper, tokenizer, tmp)
-    if _sharded(accelerator):
-        accelerator.save_state(str(tmp / "accelerate_state"))
-    elif accelerator.is_main_process:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
-    if accelerator.is_main_process:
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+    with cleaned_on_failure(accelerator, tmp, final):
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        save_weights(accelerator, wrapper, tokenizer, tmp)
+        if _sharded(accelerator):
+            accelerator.save_state(str(tmp / "accelerate_state"))
+        elif accelerator.is_main_process:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+        if accelerator.is_main_process:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            if getattr(accelerator, "scaler", None) is not None:  # fp16 GradScaler: the loss scale is state
+                torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -132,9 +155,13 @@ def load_weights(lm: Any, ckpt: Path) -> None:
         raise RuntimeError(f"{ckpt}: weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
+def read_state(ckpt: Path) -> dict[str, Any]:
+    return json.loads((ckpt / STATE_FILE).read_text())
+
+
 def load_checkpoint(accelerator: Any, ckpt: Path, *, wrapper: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     """Restore everything saved by :func:`save_checkpoint`; returns the trainer state."""
-    state = json.loads((ckpt / STATE_FILE).read_text())
+    state = read_state(ckpt)
     if _sharded(accelerator):
         accelerator.load_state(str(ckpt / "accelerate_state"))
     else:
@@ -142,8 +169,15 @@ def load_checkpoint(accelerator: Any, ckpt: Path, *, wrapper: Any, optimizer: An
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     rng = ckpt / f"rng_state_{accelerator.process_index}.pt"
-    if rng.is_file():
-        set_rng_state(torch.load(rng, weights_only=False))
+    if not rng.is_file():
+        # without it this rank's dropout/sampling stream restarts: not the same run
+        from instructkit.errors import ConfigError
+        raise ConfigError(f"cannot resume from {ckpt}: {rng.name} is missing (the checkpoint was written by a "
+                          f"run with fewer processes, or is incomplete)")
+    set_rng_state(torch.load(rng, weights_only=False))
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and (ckpt / "scaler.pt").is_file():  # fp16 loss scale
+        scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=False))
     return state
 
 
@@ -153,6 +187,10 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
         return None
     if resume == "auto":
         found = list_checkpoints(run_dir)
+        if not found:
+            import logging
+            logging.getLogger("instructkit.train").warning(
+                "resume: no checkpoint in %s, starting fresh", run_dir)
         return found[-1] if found else None
     p = Path(resume)
     if not (p / STATE_FILE).is_file():

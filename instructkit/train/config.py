@@ -19,10 +19,45 @@ class LoraSection(Section):
                     "no module is a config error raised before training.")
 
 
+class DPOSection(Section):
+    loss: Literal["sigmoid", "ipo", "simpo", "orpo"] = Field(
+        "sigmoid", description="Preference loss of objective=dpo: sigmoid (DPO), ipo, simpo (reference-free, "
+                               "length-normalised), orpo (reference-free, NLL + odds ratio). See docs/preference.md.")
+    beta: float = Field(0.1, gt=0, description="DPO/IPO beta (strength of the pull to the reference); SimPO beta "
+                                               "(~2.0); ORPO lambda (weight of the odds-ratio term).")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="sigmoid only: assumed share of flipped "
+                                                                    "labels (conservative DPO).")
+    simpo_gamma: float = Field(0.5, description="simpo only: target reward margin gamma.")
+    ref_cache_dir: Optional[str] = Field(None, description="Where reference log-probs are cached (default "
+                                                           "~/.cache/instructkit/refcache).")
+    falling_chosen_window: int = Field(5, ge=0, description="Warn when the chosen log-prob falls at this many "
+                                                            "consecutive log steps (0 = never).")
+
+
+class MuppetSection(Section):
+    min_tasks: int = Field(2, ge=1, description="Every packed row (so every optimizer step) holds examples of at "
+                                                "least this many tasks (Muppet's heterogeneous batches; needs "
+                                                "packing).")
+    scale_classification: bool = Field(True, description="Weight classification examples by 1/log(n_classes), so "
+                                                         "a uniform guess costs 1.0 in every task.")
+    generative_weight: float = Field(1.0, ge=0.0, description="Loss weight of generative (non-classification) "
+                                                              "examples.")
+    n_classes: dict[str, int] = Field(default_factory=dict, description="Classes per task id, overriding what is "
+                                                                        "derived (0 = generative).")
+    max_classes: int = Field(10, ge=2, description="Data without task templates (e.g. T0 files): a (task, "
+                                                   "template) with at most this many distinct targets, each seen "
+                                                   "twice, counts as classification.")
+
+
 class TrainConfig(Section):
+    objective: Literal["sft", "dpo", "reward"] = Field(
+        "sft", description="sft: next-token loss on assistant turns; dpo: preference optimisation on pairs "
+                           "(train.dpo.*); reward: Bradley-Terry reward model on pairs. dpo/reward read "
+                           "preference files from data.paths (docs/preference.md).")
+    dpo: DPOSection = Field(default_factory=DPOSection, description="Settings of objective=dpo.")
     method: Literal["full", "lora", "dora", "qlora"] = Field(
         "full", description="full fine-tuning; LoRA / DoRA adapters (peft); QLoRA = NF4 4-bit base + LoRA.")
-    lr: float = Field(2e-5, description="Peak learning rate.")
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate.")
     epochs: float = Field(3.0, gt=0, description="Passes over the data (Alpaca: 3). Fractions allowed.")
     max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows or padded examples).")
@@ -46,6 +81,8 @@ class TrainConfig(Section):
         4096, ge=0, description="Trained tokens per chunk of the LM-head + cross-entropy (recomputed in backward so "
                                 "fp32 logits of a whole row are never held); 0 = one chunk.")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA/DoRA/QLoRA adapter settings.")
+    muppet: Optional[MuppetSection] = Field(None, description="Muppet multi-task pre-finetuning: heterogeneous "
+                                                             "rows and per-task loss scaling (train/muppet.py).")
     eval_every: int = Field(0, ge=0, description="Evaluate every N optimizer steps (0 = only at the end).")
     best_metric: str = Field("eval_loss", description="Metric that picks the best checkpoint (eval_loss or a key "
                                                       "returned by the eval_fn hook, prefixed eval_).")

@@ -37,8 +37,10 @@ def to_records(examples: Sequence[Any], tokenizer: Any, template: str | None, ma
 
 
 def load_records(paths: Sequence[str], tokenizer: Any, *, template: str | None, max_length: int, fmt: str,
-                 on_error: str, limit: int | None, **prepare_kw: Any) -> tuple[list[dict], dict[str, Any]]:
-    """Read, render and cache through the data stage; ``prepare_kw`` (num_proc, cache_dir) go to it."""
+                 on_error: str, limit: int | None, keep_source: bool = False,
+                 **prepare_kw: Any) -> tuple[list[dict], dict[str, Any]]:
+    """Read, render and cache through the data stage; ``prepare_kw`` (num_proc, cache_dir) go to it.
+    ``keep_source``: records also carry ``source`` and ``line`` (Muppet reads task ids from there)."""
     from instructkit.data.prepare import prepare_dataset
 
     if not paths:
@@ -47,6 +49,9 @@ def load_records(paths: Sequence[str], tokenizer: Any, *, template: str | None, 
                                  on_error=on_error, limit=limit, **prepare_kw)
     # whole columns at once: row-by-row access of a datasets.Dataset is slow
     records = [{"input_ids": i, "labels": l} for i, l in zip(ds["input_ids"], ds["labels"])]
+    if keep_source:
+        for r, src, line in zip(records, ds["source"], ds["line"]):
+            r.update(source=src, line=line)
     return records, {"source": "instructkit.data.prepare", **report.to_dict()}
 
 

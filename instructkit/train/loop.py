@@ -26,6 +26,8 @@ import torch
 
 from instructkit.errors import ConfigError
 from instructkit.train import checkpoint as ckpt
+from instructkit.train.fingerprint import check_resume, run_fingerprint
+from instructkit.train.interrupt import GracefulStop
 from instructkit.train.metrics import MetricsLog
 from instructkit.train.packing import COLLATORS
 
@@ -52,6 +54,19 @@ class LoopConfig:
     tensorboard: bool
     pad_id: int
     build_optim: Callable[[int], tuple[Any, Any]]  # total_steps -> (optimizer, scheduler)
+    # objective hooks (train/preference): how rows become a batch, and the unit the loss is averaged over
+    collate: Callable[..., dict] | None = None  # None: the SFT collators (packed or padded)
+    count_fn: Callable[[dict], Any] | None = None  # None: trained tokens (labels != -100)
+
+
+def trained_tokens(batch: dict) -> Any:
+    return (batch["labels"] != -100).sum()
+
+
+def pop_metrics(accelerator: Any, model: Any, train: bool = True) -> dict[str, float]:
+    """Objective metrics accumulated by the wrapper since the last call (DPO: log-probs, margins, accuracy)."""
+    pop = getattr(accelerator.unwrap_model(model), "pop_metrics", None)
+    return pop(lambda x: accelerator.reduce(x, "sum"), train) if pop is not None else {}
 
 
 @dataclass
@@ -62,6 +77,7 @@ class LoopState:
     tokens: int = 0
     best: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what makes a resumed run the same run
 
 
 def epoch_loader(accelerator: Any, rows: list, cfg: LoopConfig, epoch: int, shuffle: bool = True) -> Any:
@@ -71,22 +87,24 @@ def epoch_loader(accelerator: Any, rows: list, cfg: LoopConfig, epoch: int, shuf
              if shuffle else range(len(rows)))
     # a private generator: creating the iterator must not draw from the global torch RNG (exact resume)
     dl = torch.utils.data.DataLoader([rows[i] for i in order], batch_size=cfg.micro_batch_size, shuffle=False,
-                                     collate_fn=partial(COLLATORS[cfg.packing], pad_id=cfg.pad_id),
+                                     collate_fn=partial(cfg.collate or COLLATORS[cfg.packing], pad_id=cfg.pad_id),
                                      generator=torch.Generator().manual_seed(cfg.seed))
     return accelerator.prepare_data_loader(dl)
 
 
 @torch.no_grad()
-def evaluate(accelerator: Any, model: Any, loader: Any, eval_fn: Callable | None) -> dict[str, float]:
-    """Mean loss over trained tokens of the validation rows (+ whatever ``eval_fn(model)`` returns)."""
+def evaluate(accelerator: Any, model: Any, loader: Any, eval_fn: Callable | None,
+             count_fn: Callable[[dict], Any] | None = None) -> dict[str, float]:
+    """Mean loss over trained tokens (or the objective's unit) of the validation rows (+ ``eval_fn(model)``)."""
     model.eval()
     loss = torch.zeros((), device=accelerator.device)
     count = torch.zeros((), device=accelerator.device)
     for batch in loader:
         loss += model(**batch).float()
-        count += (batch["labels"] != -100).sum()
+        count += (count_fn or trained_tokens)(batch)
     loss, count = accelerator.reduce(loss, "sum"), accelerator.reduce(count, "sum")
     out = {"eval_loss": (loss / count.clamp(min=1)).item()}
+    out.update({f"eval_{k}": v for k, v in pop_metrics(accelerator, model, train=False).items()})
     if eval_fn is not None:
         out.update({k if k.startswith("eval_") else f"eval_{k}": float(v)
                     for k, v in eval_fn(accelerator.unwrap_model(model).lm).items()})
@@ -96,7 +114,16 @@ def evaluate(accelerator: Any, model: Any, loader: Any, eval_fn: Callable | None
 
 def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows: list, cfg: LoopConfig, *,
              resume_from: Path | None = None, eval_fn: Callable | None = None) -> tuple[LoopState, dict[str, Any]]:
-    """Train ``model`` (a :class:`CausalLMLoss` wrapper) on packed/padded ``rows``; returns state + timings."""
+    """Train ``model`` (a :class:`CausalLMLoss` wrapper) on packed/padded ``rows``; returns state + timings.
+
+    Ctrl-C / SIGTERM: the current step finishes, is checkpointed, and :class:`TrainingInterrupted` is raised
+    (see :mod:`instructkit.train.interrupt`)."""
+    with GracefulStop() as stop:
+        return _run_loop(accelerator, model, tokenizer, rows, eval_rows, cfg, resume_from, eval_fn, stop)
+
+
+def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows: list, cfg: LoopConfig,
+              resume_from: Path | None, eval_fn: Callable | None, stop: GracefulStop) -> tuple[LoopState, dict]:
     from tqdm.auto import tqdm
 
     main = accelerator.is_main_process
@@ -113,14 +140,22 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
     eval_loader = epoch_loader(accelerator, eval_rows, cfg, 0, shuffle=False) if eval_rows else None
 
     st = LoopState()
+    fingerprint = run_fingerprint(rows, seed=cfg.seed, total_steps=total_steps, world_size=accelerator.num_processes,
+                                  micro_batch_size=cfg.micro_batch_size, grad_accum=cfg.grad_accum,
+                                  packing=cfg.packing)
     if resume_from is not None:
+        check_resume(ckpt.read_state(resume_from), fingerprint, resume_from)
         saved = ckpt.load_checkpoint(accelerator, resume_from, wrapper=model, optimizer=optimizer,
                                      scheduler=scheduler)
         st = LoopState(saved["step"], saved["epoch"], saved["step_in_epoch"], saved["tokens"], saved["best"],
                        saved["history"])
+    st.fingerprint = fingerprint
     log = MetricsLog(cfg.run_dir, enabled=main, tensorboard=cfg.tensorboard, history=st.history)
     st.history = log.history
-    params = [p for p in model.parameters() if p.requires_grad]
+    # ALL parameters, not only the trainable ones: accelerate hands clipping to FSDP (norm over all shards)
+    # only when the list IS model.parameters(); a filtered list (LoRA) silently clips by each rank's local
+    # shard norm. Frozen parameters have no gradient and add nothing to the norm.
+    params = list(model.parameters())
     bar = tqdm(total=total_steps, initial=st.step, disable=not (main and cfg.progress), unit="step",
                dynamic_ncols=True)
     device = accelerator.device
@@ -139,7 +174,7 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
             if not micro:
                 break
             # 1. trained tokens of the whole step, all micro-batches and all ranks
-            count = accelerator.reduce(sum((mb["labels"] != -100).sum() for mb in micro), "sum")
+            count = accelerator.reduce(sum((cfg.count_fn or trained_tokens)(mb) for mb in micro), "sum")
             scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / count
             # 2. forward + backward per micro-batch; gradients sync only on the last one
             for i, mb in enumerate(micro):
@@ -169,7 +204,8 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
                 row = {"step": st.step, "epoch": round(st.epoch + st.step_in_epoch / steps_per_epoch, 4),
                        "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": st.tokens,
                        "tokens_per_s": round(ntok / (now - win_start), 1),
-                       "grad_norm": None if grad_norm is None else float(grad_norm)}
+                       "grad_norm": None if grad_norm is None else float(grad_norm),
+                       **pop_metrics(accelerator, model)}
                 log.log(row)
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
                 win_loss.zero_(), win_count.zero_(), win_tokens.zero_()
@@ -178,7 +214,7 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
             pause = time.perf_counter()
             if eval_loader is not None and (st.step == total_steps or (cfg.eval_every and
                                                                       st.step % cfg.eval_every == 0)):
-                metrics = evaluate(accelerator, model, eval_loader, eval_fn)
+                metrics = evaluate(accelerator, model, eval_loader, eval_fn, cfg.count_fn)
                 log.log({"step": st.step, **metrics})
                 if cfg.best_metric not in metrics:
                     raise ConfigError(f"train.best_metric={cfg.best_metric!r} is not among the eval metrics "
@@ -194,6 +230,14 @@ def run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_rows
             paused = time.perf_counter() - pause
             side_time += paused
             win_start += paused
+            # 7. a signal arrived: this step is complete; checkpoint it (unless just done) and stop
+            if stop.requested(accelerator):
+                if last_ckpt is None or last_ckpt.name != f"checkpoint-{st.step}":
+                    last_ckpt = save(accelerator, model, tokenizer, optimizer, scheduler, st, cfg, total_steps,
+                                     steps_per_epoch)
+                bar.close()
+                log.close()
+                raise stop.interrupted(st.step, total_steps, last_ckpt)
         if st.step < total_steps or st.step_in_epoch >= steps_per_epoch:
             st.epoch, st.step_in_epoch = st.epoch + 1, 0
     bar.close()
@@ -210,7 +254,7 @@ def save(accelerator: Any, model: Any, tokenizer: Any, optimizer: Any, scheduler
     if in_epoch >= steps_per_epoch:  # the epoch is done: resume starts the next one
         epoch, in_epoch = epoch + 1, 0
     state = {"step": st.step, "epoch": epoch, "step_in_epoch": in_epoch, "tokens": st.tokens, "best": st.best,
-             "seed": cfg.seed, "total_steps": total_steps, "history": st.history}
+             "seed": cfg.seed, "total_steps": total_steps, "fingerprint": st.fingerprint, "history": st.history}
     path = ckpt.save_checkpoint(accelerator, cfg.run_dir, f"checkpoint-{st.step}", wrapper=model,
                                 tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler, state=state)
     if accelerator.is_main_process:
@@ -225,7 +269,8 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, out: Path) -> None:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    ckpt.save_weights(accelerator, model, tokenizer, tmp)
+    with ckpt.cleaned_on_failure(accelerator, tmp, out):
+        ckpt.save_weights(accelerator, model, tokenizer, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         import os

@@ -12,7 +12,7 @@ Why a wrapper module rather than ``model(labels=...)``:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,20 +22,52 @@ from torch.utils.checkpoint import checkpoint
 IGNORE_INDEX = -100
 
 
-def _head_ce(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden).float()
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
+
+
+#: config attribute -> what the model's own forward does to the logits after the head (we bypass that
+#: forward, so the loss must do it too). The start-up probe (train/probe.py) catches any model that does
+#: something not listed here.
+_POSTPROCESS = {
+    "final_logit_softcapping": lambda cap: (lambda x: torch.tanh(x / cap) * cap),  # Gemma-2/3
+    "logit_scale": lambda s: (lambda x: x * s),                                     # Cohere
+    "logits_scaling": lambda s: (lambda x: x / s),                                  # Granite
+}
+
+
+def logit_postprocess(lm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's post-head logit transform (identity for most architectures)."""
+    cfg = getattr(lm, "config", None)
+    fns = [make(v) for k, make in _POSTPROCESS.items()
+           if (v := getattr(cfg, k, None)) not in (None, 0, 1, 1.0) and isinstance(v, (int, float))]
+    if not fns:
+        return _identity
+    return lambda x: fns[0](x) if len(fns) == 1 else fns[1](fns[0](x))
+
+
+def _head_ce(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+             post: Callable[[torch.Tensor], torch.Tensor] = _identity,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    logits = post(head(hidden).float())
+    if weights is not None:  # per-token loss weights (Muppet's per-task scaling)
+        return (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-def chunked_lm_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Sum of token cross-entropies of ``head(hidden)`` against ``targets`` (both already selected)."""
+def chunked_lm_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int,
+                    post: Callable[[torch.Tensor], torch.Tensor] = _identity,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of token cross-entropies of ``post(head(hidden))`` against ``targets`` (both already selected),
+    each multiplied by ``weights`` when given."""
     n = hidden.shape[0]
     if chunk <= 0 or n <= chunk:
-        return _head_ce(head, hidden, targets)
+        return _head_ce(head, hidden, targets, post, weights)
     total = hidden.new_zeros((), dtype=torch.float32)
     for s in range(0, n, chunk):
         # checkpoint: keep only this chunk's inputs; logits are recomputed in backward
-        total = total + checkpoint(_head_ce, head, hidden[s:s + chunk], targets[s:s + chunk], use_reentrant=False)
+        total = total + checkpoint(_head_ce, head, hidden[s:s + chunk], targets[s:s + chunk], post,
+                                   None if weights is None else weights[s:s + chunk], use_reentrant=False)
     return total
 
 
@@ -46,9 +78,11 @@ class CausalLMLoss(nn.Module):
         super().__init__()
         self.lm = lm
         self.loss_chunk_size = loss_chunk_size
+        self.post = logit_postprocess(lm)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, loss_weights: torch.Tensor | None = None,
+                **_: Any) -> torch.Tensor:
         decoder = self.lm.get_decoder()
         # use_cache=False is load-bearing: with a cache object transformers skips the packed-sequence
         # detection from position_ids and attends across example boundaries.
@@ -56,7 +90,8 @@ class CausalLMLoss(nn.Module):
                       use_cache=False)
         hidden = out.last_hidden_state
         keep = labels != IGNORE_INDEX
-        return chunked_lm_loss(self.lm.get_output_embeddings(), hidden[keep], labels[keep], self.loss_chunk_size)
+        return chunked_lm_loss(self.lm.get_output_embeddings(), hidden[keep], labels[keep], self.loss_chunk_size,
+                               self.post, None if loss_weights is None else loss_weights[keep])
 
 
 def token_logprobs(lm: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

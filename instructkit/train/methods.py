@@ -113,7 +113,10 @@ def build_model(name_or_path: str, *, method: str, dtype: str, attn_implementati
     """Load (unless given) and prepare the model for ``method``; returns the trainable model."""
     from instructkit.models import load_model
 
+    from instructkit.models.dtype import resolve_dtype
+
     check_attention(attn_implementation, device_type)
+    dtype, _ = resolve_dtype(dtype, device_type)
     if model is None:
         quant = nf4_config(dtype) if method == "qlora" else None
         device_map = {"": device_type} if quant is not None and device_type == "cuda" else None

@@ -31,6 +31,8 @@ class Example:
 
     input_ids: list[int]
     labels: list[int]
+    task: str | None = None   # task id (Muppet: heterogeneous rows, per-task loss scale)
+    weight: float = 1.0       # loss weight of each of its trained tokens (Muppet: 1/log(n_classes))
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -56,7 +58,7 @@ def to_examples(records: Sequence[dict[str, Any]], max_length: int | None) -> tu
         if max_length is not None and len(ids) > max_length:
             ids, labels = ids[:max_length], labels[:max_length]
             stats["truncated"] += 1
-        ex = Example(ids, shift_labels(labels))
+        ex = Example(ids, shift_labels(labels), r.get("task"), float(r.get("weight", 1.0)))
         if ex.n_trained == 0:
             stats["no_trained_tokens"] += 1
             continue
@@ -94,34 +96,69 @@ def make_rows(examples: Sequence[Example], packing: bool, pack_tokens: int) -> l
     """Rows as tensors, built once and reused every epoch (only their order changes)."""
     groups = best_fit_decreasing([len(e) for e in examples], pack_tokens) if packing else \
         [[i] for i in range(len(examples))]
+    return rows_from_groups(examples, groups)
+
+
+#: per-token tensors a row may carry besides input_ids/labels/position_ids (Muppet); collators keep them
+PER_TOKEN_EXTRAS = ("loss_weights", "task_ids")
+
+
+def rows_from_groups(examples: Sequence[Example], groups: Sequence[Sequence[int]],
+                     task_index: dict[str, int] | None = None) -> list[dict[str, torch.Tensor]]:
+    """One row per group of example indices. Rows get ``loss_weights`` when any example's weight is not 1,
+    and ``task_ids`` (per token) when ``task_index`` maps task names to ids."""
+    weighted = any(e.weight != 1.0 for e in examples)
     rows = []
     for g in groups:
-        ids, labels, pos = [], [], []
+        ids, labels, pos, w, tid = [], [], [], [], []
         for i in g:
             e = examples[i]
             ids += e.input_ids
             labels += e.labels
             pos += range(len(e))
-        rows.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                     "position_ids": torch.tensor(pos), "n_examples": torch.tensor(len(g))})
+            if weighted:
+                w += [e.weight] * len(e)
+            if task_index is not None:
+                tid += [task_index[e.task]] * len(e)
+        row = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+               "position_ids": torch.tensor(pos), "n_examples": torch.tensor(len(g))}
+        if weighted:
+            row["loss_weights"] = torch.tensor(w, dtype=torch.float32)
+        if task_index is not None:
+            row["task_ids"] = torch.tensor(tid)
+        rows.append(row)
     return rows
 
 
-def collate_packed(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Stack packed rows; shorter rows are filled with a pad segment of its own (positions 0..k, labels -100).
+def _extras(rows: Sequence[dict[str, torch.Tensor]], width: int | None) -> dict[str, torch.Tensor]:
+    """Concatenate (width None) or right-pad to ``width`` the per-token extras present in the rows."""
+    out = {}
+    for k in PER_TOKEN_EXTRAS:
+        if k in rows[0]:
+            if width is None:
+                out[k] = torch.cat([r[k] for r in rows]).unsqueeze(0)
+            else:
+                t = torch.zeros((len(rows), width), dtype=rows[0][k].dtype) - (k == "task_ids")
+                for b, r in enumerate(rows):
+                    t[b, :len(r[k])] = r[k]
+                out[k] = t
+    return out
 
-    The pad segment is a separate 'example' for the packed-sequence mask, so real tokens never attend to it.
+
+def collate_packed(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Concatenate the micro-batch's packed rows into ONE row of shape ``(1, total)``: no padding at all.
+
+    Why one row: transformers derives packed-sequence attention from ``position_ids`` only when the batch
+    holds a single row. flash-attention-2 with batch > 1 attends across the examples of a row (measured),
+    and sdpa/eager need the whole batch free of a 2-D mask anyway. One flat row is correct for every
+    attention kernel, and costs nothing: the row's examples are already separate segments.
+    ``pad_id`` is unused (kept so packed and padded collators share a signature).
     """
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    pos = torch.arange(width).repeat(len(rows), 1)
-    for b, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[b, :n], labels[b, :n], pos[b, :n] = r["input_ids"], r["labels"], r["position_ids"]
-        pos[b, n:] = torch.arange(width - n)
-    return {"input_ids": ids, "labels": labels, "position_ids": pos,
-            "num_tokens": torch.tensor(sum(len(r["input_ids"]) for r in rows))}
+    del pad_id
+    return {"input_ids": torch.cat([r["input_ids"] for r in rows]).unsqueeze(0),
+            "labels": torch.cat([r["labels"] for r in rows]).unsqueeze(0),
+            "position_ids": torch.cat([r["position_ids"] for r in rows]).unsqueeze(0),
+            "num_tokens": torch.tensor(sum(len(r["input_ids"]) for r in rows)), **_extras(rows, None)}
 
 
 def collate_padded(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -135,7 +172,7 @@ def collate_padded(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict
         ids[b, :n], labels[b, :n], mask[b, :n] = r["input_ids"], r["labels"], 1
     pos = torch.arange(width).repeat(len(rows), 1)
     return {"input_ids": ids, "labels": labels, "position_ids": pos, "attention_mask": mask,
-            "num_tokens": mask.sum()}
+            "num_tokens": mask.sum(), **_extras(rows, width)}
 
 
 COLLATORS = {True: collate_packed, False: collate_padded}

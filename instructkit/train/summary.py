@@ -38,9 +38,50 @@ def peak_memory() -> dict[str, float | None]:
     return {"peak_rss_mib": round(rss, 1), "peak_cuda_allocated_mib": None if cuda is None else round(cuda, 1)}
 
 
+def data_summary(stats: dict[str, Any], prepare: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``data`` block of summary.json, one source of truth: what happened to the records (read, kept,
+    skipped, dropped, truncated, repaired) comes from the data stage's report when files were read; the
+    engine adds only what it did after (rows, packing fill, tokens). The engine's own truncation counts are
+    dropped then: prepare already cut to max_length, so they are always 0 and would contradict it."""
+    if not prepare:
+        return dict(stats)
+    if not {"read", "examples", "skipped"} <= set(prepare):  # another objective's report: keep it as it is
+        return {**stats, "prepare": prepare}
+    skipped, dropped = prepare.get("skipped", {}), prepare.get("dropped", {})
+    out = {"read": prepare.get("read"), "kept": prepare.get("examples"),
+           "skipped": sum(skipped.get("counts", {}).values()), "skipped_by_reason": skipped.get("counts", {}),
+           "dropped": prepare.get("dropped_no_trained", 0) + prepare.get("dropped_too_long", 0),
+           "dropped_by_reason": dropped.get("counts", {}), "truncated": prepare.get("truncated", 0),
+           "truncate": prepare.get("truncate"), "repaired": skipped.get("repaired", {}),
+           "unknown_fields": skipped.get("unknown_fields", {}), "drops_file": prepare.get("drops_path"),
+           "cache": prepare.get("cache_path")}
+    engine = {k: v for k, v in stats.items() if k not in ("truncated", "no_trained_tokens", "examples_in")}
+    return {**out, **engine}
+
+
+def data_report_lines(data: dict[str, Any]) -> list[str]:
+    """What the data stage kept and threw away, printed before training starts."""
+    if "read" not in data:
+        return [f"data: {data.get('examples_used', '?')} examples (given in memory)"]
+    lines = [f"data: {data['read']} records read: {data['kept']} kept, {data['skipped']} skipped, "
+             f"{data['dropped']} dropped, {data['truncated']} truncated (truncate: {data['truncate']})"]
+    for label, key in (("skipped", "skipped_by_reason"), ("dropped", "dropped_by_reason"), ("repaired", "repaired"),
+                       ("fields not read", "unknown_fields")):
+        if data.get(key):
+            lines.append(f"  {label}: " + ", ".join(f"{k} {n}" for k, n in data[key].items()))
+    if data.get("dropped") and data.get("drops_file"):
+        lines.append(f"  every drop, located: {data['drops_file']}")
+    return lines
+
+
 def write_summary(summary: dict[str, Any], run_dir: Path) -> Path:
+    from instructkit.outputs import write_error, write_errors
+
     path = run_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=1))
+    try:
+        path.write_text(json.dumps(summary, indent=1))
+    except write_errors() as e:  # disk full after training: say so in one line (the model is already saved)
+        raise write_error(path, e) from None
     return path
 
 

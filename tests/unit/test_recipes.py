@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from instructkit.config import load_config
-from instructkit.config.recipe import Recipe
+from instructkit.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -21,9 +21,22 @@ def test_recipe_is_valid(path):
     assert r.description.strip(), f"{path.name}: say what the recipe reproduces"
     for p in r.data.paths:
         assert (REPO / p).exists() or "shared" in p, f"{path.name}: data path {p} missing"
-    if r.mix is not None and r.mix.tasks:
-        from instructkit.data.tasks import load_task
-        for t in r.mix.tasks:
-            if "shared" in t and not (REPO / t).exists():
-                continue
-            load_task(t)
+    from instructkit.data.tasks import load_tasks
+    mixes = [r.mix] + [(e.config.get("mix") or {}) for e in r.stages.values()]
+    for m in mixes:
+        tasks = (m.tasks if hasattr(m, "tasks") else m.get("tasks")) if m else None
+        if tasks:
+            load_tasks([t if t == "builtin" or not (REPO / t).exists() else str(REPO / t) for t in tasks
+                        if not ("shared" in t and not (REPO / t).exists())])
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_recipe_dry_runs(path, monkeypatch, tmp_path):
+    """`instructkit run RECIPE --dry-run`: kinds registered, stage configs valid, references resolve, no cycle."""
+    from instructkit.pipeline import runner
+
+    monkeypatch.chdir(REPO)  # recipes name repo-relative paths (recipes/tasks/..., examples/...)
+    r = load_config(Recipe, path, [f"output_dir={tmp_path / 'run'}"])
+    planned = runner.run(r, path, dry_run=True)
+    assert planned and all(v["status"] == "run" for v in planned.values())
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing

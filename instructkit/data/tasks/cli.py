@@ -14,36 +14,8 @@ def _console() -> Any:
     return Console()
 
 
-def run_mix(mix: Any, seed: int, out: str, tokenizer: Any = None, plot: bool = True) -> dict[str, Any]:
-    """Build, write and report a mixture from a :class:`MixConfig`; returns the manifest."""
-    from instructkit.data.tasks import load_tasks
-    from instructkit.data.tasks.mixture import MixSpec, add_totals, build_mixture, write_jsonl
-    from instructkit.data.tasks.report import plot_composition
-    from instructkit.data.tasks.t0 import load_t0_dir
-    from instructkit.errors import ConfigError
-
-    if not mix.tasks and not mix.t0_dirs:
-        raise ConfigError("mix.tasks and mix.t0_dirs are both empty: nothing to mix")
-    tasks = load_tasks(mix.tasks)
-    t0 = [d for folder in mix.t0_dirs for d in load_t0_dir(folder, mix.promptsource_dir)]
-    known = {t.cluster for t in tasks} | {d.cluster for d in t0}
-    unknown = [c for c in mix.hold_out if c not in known]
-    if unknown:
-        raise ConfigError(f"mix.hold_out: unknown cluster(s) {unknown} (clusters: {', '.join(sorted(known))})")
-    spec = MixSpec(cap=mix.cap, rate_cap=mix.rate_cap, temperature=mix.temperature, weights=dict(mix.weights),
-                   total=mix.total, t0_rule=mix.t0_rule, t0_cap=mix.t0_cap, formats=dict(mix.formats),
-                   options_prob=mix.options_prob, few_shot_k=mix.few_shot_k,
-                   seed=mix.seed if mix.seed is not None else seed)
-    records, manifest = build_mixture(tasks, spec, mix.hold_out, t0)
-    data = write_jsonl(records)
-    add_totals(manifest, records, data, tokenizer)
-    o = Path(out)
-    o.mkdir(parents=True, exist_ok=True)
-    (o / "mixture.jsonl").write_bytes(data)
-    (o / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    if plot:
-        plot_composition(manifest, str(o / "composition.png"))
-    return manifest
+# run_mix is library code (the pipeline's mix stage and the demo call it); kept importable from here
+from instructkit.data.tasks.build import run_mix  # noqa: E402,F401
 
 
 def register(app: typer.Typer) -> None:
@@ -55,14 +27,19 @@ def register(app: typer.Typer) -> None:
     def mix(config: Optional[str] = typer.Option(None, "--config", help="Recipe YAML with a mix: section."),
             out: str = typer.Option(..., "--out", help="Output folder: mixture.jsonl, manifest.json, composition.png."),
             tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Count tokens with this tokenizer."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it is a non-empty folder that is not a mixture."),
             overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. mix.cap=1000.")) -> None:
         """Mix tasks into one SFT data file (FLAN/T0): caps, weights, held-out clusters, manifest, plot."""
         from instructkit.config.base import load_config
-        from instructkit.config.recipe import Recipe
+        from instructkit.recipe import Recipe
         from instructkit.data.tasks.config import MixConfig
         from instructkit.data.tasks.report import held_out_line
 
+        from instructkit.outputs import claim_output_dir
+
         recipe = load_config(Recipe, config, overrides or [])
+        claim_output_dir(out, "mix", overwrite=overwrite,  # a mixture of earlier versions (unmarked) is ours too
+                         also_ours=lambda names: set(names) <= {"mixture.jsonl", "manifest.json", "composition.png"})
         m = recipe.mix or MixConfig(tasks=["builtin"])
         tok = None
         if tokenizer or m.tokenizer:

@@ -20,6 +20,28 @@ COT_TRIGGER = "Let's think step by step."
 EXEMPLAR_SEP = "\n\n"
 
 
+@dataclass(frozen=True)
+class Format:
+    """A prompt format as a value: zero- or few-shot, direct or chain-of-thought (Flan 2022's four).
+
+    ``Format.parse("few_shot_cot").few_shot`` replaces decoding the name with ``startswith``/``endswith``."""
+
+    name: str
+    few_shot: bool
+    cot: bool
+
+    @classmethod
+    def parse(cls, name: "str | Format") -> "Format":
+        if isinstance(name, Format):
+            return name
+        if name not in FORMATS:
+            raise ValueError(f"format {name!r} is not one of {', '.join(FORMATS)}")
+        return cls(name, few_shot=name.startswith("few_shot"), cot=name.endswith("_cot"))
+
+    def __str__(self) -> str:
+        return self.name
+
+
 @dataclass
 class TaskExample:
     task_id: str
@@ -96,11 +118,15 @@ def _with_shots(task: Task, tpl: Template, row: dict, prompt: str, cot: bool, op
 
 def render_examples(task: Task, split: str, fmt: str = "zero_shot", k: int = 3, options: bool = True,
                     seed: int = 0, limit: int | None = None, templates: str = "all",
-                    inverted: bool | None = None, rows: list[dict] | None = None) -> list[TaskExample]:
+                    inverted: bool | None = None, rows: list[dict] | None = None,
+                    sample: int | None = None) -> list[TaskExample]:
     """Render ``split`` of ``task`` in format ``fmt``.
 
     ``templates="all"``: one example per (row, template) - the FLAN training view; ``"one"``: one
-    template drawn per row (seeded). Inverted templates are used only on the training split unless
+    template drawn per row (seeded); ``"spread"``: one template per row, dealt round-robin from seeded
+    shuffles so every template is used equally often. ``limit`` keeps the first N rows; ``sample``
+    draws N distinct rows (seeded, kept in split order) - how evaluation limits a task without
+    taking only the first few examples. ``meta["row"]`` is always the row's index in the split. Inverted templates are used only on the training split unless
     ``inverted`` says otherwise (an inverted template's target is not the task's answer). Few-shot
     exemplars come from the training split, drawn per example with a seeded RNG, and never contain
     the evaluated row itself (compared by content, so a duplicate row in train is excluded too).
@@ -113,8 +139,11 @@ def render_examples(task: Task, split: str, fmt: str = "zero_shot", k: int = 3, 
     use_inv = (split == task.train_split) if inverted is None else inverted
     tpls = [t for t in task.templates if use_inv or not t.inverted]
     rows = task.load_split(split) if rows is None else rows
+    index = list(range(len(rows)))
     if limit is not None:
-        rows = rows[:limit]
+        index = index[:limit]
+    if sample is not None and sample < len(index):
+        index = sorted(random.Random(f"{task.id}:{split}:sample:{seed}").sample(index, sample))
     rng = random.Random(f"{task.id}:{split}:{fmt}:{seed}")
     # its own stream: the same row gets the same template in every format (comparable results)
     tpl_rng = random.Random(f"{task.id}:{split}:{seed}")
@@ -123,9 +152,19 @@ def render_examples(task: Task, split: str, fmt: str = "zero_shot", k: int = 3, 
     if fmt.startswith("few_shot"):
         pool = task.load_split(task.train_split)
         pool_keys = [row_key(r) for r in pool]
+    if templates not in ("all", "one", "spread"):
+        raise ValueError(f"templates {templates!r} is not one of all, one, spread")
+    deck: list[Template] = []
     out = []
-    for i, row in enumerate(rows):
-        chosen = tpls if templates == "all" else [tpl_rng.choice(tpls)]
+    for i in index:
+        row = rows[i]
+        if templates == "spread":
+            if not deck:
+                deck = list(tpls)
+                tpl_rng.shuffle(deck)
+            chosen = [deck.pop()]
+        else:
+            chosen = tpls if templates == "all" else [tpl_rng.choice(tpls)]
         for tpl in chosen:
             prompt, target, choices, answer = _render_one(task, tpl, row, cot, options)
             if pool:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from instructkit.data.tasks.formats import render_row, row_key
+from instructkit.data.tasks.formats import Format, render_row, row_key
 from instructkit.data.tasks.t0 import PCDataset
 from instructkit.data.tasks.task import Task
 
@@ -74,7 +74,7 @@ def plan_counts(sources: dict[str, tuple[int, int, str]], spec: MixSpec) -> dict
 
 
 def _pick_format(rng: random.Random, spec: MixSpec, task: Task) -> str:
-    fmts = {f: w for f, w in spec.formats.items() if task.has_rationale or not f.endswith("_cot")}
+    fmts = {f: w for f, w in spec.formats.items() if task.has_rationale or not Format.parse(f).cot}
     if not fmts:  # a CoT-only mixture still needs an answer for tasks without rationales
         fmts = {f.removesuffix("_cot"): w for f, w in spec.formats.items()}
     names = sorted(fmts)
@@ -106,7 +106,7 @@ def build_mixture(tasks: list[Task], spec: MixSpec, hold_out: list[str] = (),
         n = counts[t.id]
         idx = rng.sample(range(len(rows[t.id])), n)
         tally: Counter = Counter()
-        few = any(f.startswith("few_shot") for f in spec.formats)
+        few = any(Format.parse(f).few_shot for f in spec.formats)
         keys = [row_key(r) for r in rows[t.id]] if few else None
         for i in idx:
             tpl = rng.choice(t.templates)  # uniformly per example (FLAN)

@@ -19,12 +19,13 @@ import jinja2
 import yaml
 
 from instructkit.data.tasks.template import Template
+from instructkit.eval.answers import AnswerSpec, parse_answer
 from instructkit.errors import ConfigError, DataError
 
 SUITE_DIR = Path(__file__).parent / "suite" / "tasks"
 METRICS = ("accuracy", "exact_match", "f1", "rouge_l")
 TASK_KEYS = {"id", "cluster", "metric", "description", "source", "fields", "splits", "templates", "include",
-             "answer_choices", "rationale", "preprocess", "train_split", "eval_split"}
+             "answer_choices", "rationale", "preprocess", "train_split", "eval_split", "answer"}
 TEMPLATE_KEYS = {"id", "input", "target", "answer_choices", "inverted", "choices_in_prompt", "cot", "name"}
 
 
@@ -54,6 +55,9 @@ class Task:
     path: str | None = None  # the YAML file (None for suite tasks loaded by id is never the case)
     train_split: str = "train"
     eval_split: str = "validation"
+    #: how generated answers are extracted and compared (YAML ``answer: {extract: ..., compare: ...}``);
+    #: classification without CoT is scored by rank classification and does not use it
+    answer: AnswerSpec = field(default_factory=AnswerSpec)
 
     @property
     def has_rationale(self) -> bool:
@@ -105,8 +109,8 @@ def _read_file(path: Path) -> list[dict]:
 def _load_builtin(src: dict, split: str) -> list[dict]:
     from instructkit.data.tasks.suite.generators import generate
     n = int(src.get(split, 0))
-    # the split name goes into the seed: train and eval rows come from different streams
-    return generate(src["builtin"], n, hash_seed(src.get("seed", 0), split))
+    # each split owns a hash-partition of the row space: train and eval rows are disjoint by construction
+    return generate(src["builtin"], n, int(src.get("seed", 0)), split=split)
 
 
 def hash_seed(seed: int, split: str) -> int:
@@ -190,6 +194,10 @@ def _load_path(path: str) -> Task:
     metric = d.get("metric", "exact_match")
     if metric not in METRICS:
         raise _err(p, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    try:
+        answer = parse_answer(d.get("answer"), metric)
+    except ValueError as e:
+        raise _err(p, "answer", str(e)) from None
     src = d["source"]
     if not isinstance(src, dict) or not any(k in src for k in SOURCES):
         raise _err(p, "source", f"needs one of {', '.join(SOURCES)}")
@@ -217,7 +225,7 @@ def _load_path(path: str) -> Task:
     return Task(id=d["id"], cluster=d["cluster"], metric=metric, templates=templates, source=src,
                 splits=splits, fields=d.get("fields") or {}, rationale=d.get("rationale"),
                 preprocess=d.get("preprocess"), description=d.get("description", ""), path=str(p.resolve()),
-                train_split=d.get("train_split", "train"), eval_split=eval_split)
+                train_split=d.get("train_split", "train"), eval_split=eval_split, answer=answer)
 
 
 def load_task(ref: str) -> Task:

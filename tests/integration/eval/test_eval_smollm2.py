@@ -70,3 +70,19 @@ def test_held_out_report_smoke(tmp_path, smollm2_path):
     assert rep["throughput"]["tuned"]["cached_requests"]["loglikelihood"] == 32  # base == tuned: all cached
     for f in ("report.md", "report.html", "clusters.png"):
         assert (out / f).stat().st_size > 0
+
+
+def test_eval_context_equals_training_prompt_smollm2(smollm2_model, smollm2_tokenizer):
+    """Issue #16 item 2 on the real tokenizer: for every shipped template the tokens rank classification
+    conditions on are the tokens training puts before the target."""
+    from instructkit.chat.conversation import Conversation
+    from instructkit.chat.render import IGNORE_INDEX, Renderer, shipped_templates
+    from instructkit.eval.hf import HFModel
+    prompt = "Premise: the cat is on the mat.\nHypothesis: a cat sits on a mat.\nOPTIONS:\n- yes\n- no"
+    for template in shipped_templates():
+        lm = HFModel(smollm2_model, smollm2_tokenizer, chat_template=template, apply_chat_template=True, progress=False)
+        for target in ("yes", "it is not possible to tell"):
+            ids, labels = Renderer(smollm2_tokenizer, template)(Conversation.from_pairs(prompt, target))
+            first = next(i for i, x in enumerate(labels) if x != IGNORE_INDEX)
+            ctx, cont = lm.encode_pair(prompt, target)
+            assert ctx == ids[:first] and cont == ids[first: first + len(cont)], template

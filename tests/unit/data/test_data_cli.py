@@ -23,7 +23,7 @@ def test_inspect_writes_html_and_png(tmp_path, tiny_model_dir, monkeypatch):
     res = runner.invoke(app, ["inspect", str(data), "--model", tiny_model_dir, "--n", "2",
                               "--html", str(html), "--plot", str(png)])
     assert res.exit_code == 0, res.output
-    assert "examples: 2 kept of 2 read; skipped 1" in res.output
+    assert "examples: 2 kept of 3 read; skipped 1" in res.output
     assert "empty_assistant" in res.output and "d.jsonl:2" in res.output
     page = html.read_text()
     text = re.sub(r"</?span[^>]*>", "", page)  # one span per token: join the tokens back
@@ -50,7 +50,7 @@ def test_prepare_cli_config_and_cache(tmp_path, tiny_model_dir):
     args = ["prepare", "--config", str(recipe), "--cache-dir", str(cache), "data.num_proc=1"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "5 examples (5 read, 0 skipped" in first.output and "cache hit" not in first.output
+    assert "5 read: 5 kept, 0 skipped" in first.output and "cache hit" not in first.output
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "cache hit" in second.output
     # plain options instead of a recipe, and an override the recipe schema rejects

@@ -27,7 +27,7 @@ def pc_file(path: Path, n: int, bad_every: int = 0) -> Path:
 def test_rows_match_render_and_report(tmp_path, tiny_tokenizer):
     path = pc_file(tmp_path / "d.jsonl", 30, bad_every=10)
     ds, rep = prepare_dataset(path, tiny_tokenizer, cache_dir=tmp_path / "cache", num_proc=1, on_error="skip")
-    assert len(ds) == 27 and rep.examples == 27 and rep.read == 27
+    assert len(ds) == 27 and rep.examples == 27 and rep.read == 30 == rep.examples + rep.skipped.total + rep.dropped_total
     assert rep.skipped.counts == {"empty_assistant": 3}
     assert set(ds.column_names) >= {"input_ids", "labels", "length", "n_trained", "source", "line"}
     row = ds[0]
@@ -114,7 +114,7 @@ def test_columnar_chunk_equals_render_batch(tiny_tokenizer, template, max_length
                                          {"role": "assistant", "content": "then " * i}], source="s", line=i)
              for i in range(1, 12)]
     convs.append(Conversation.from_pairs("x " * 60, "late answer", source="s", line=99))  # may be truncated away
-    prep._init_worker(Renderer(tiny_tokenizer, template, max_length))
+    prep._init_worker(Renderer(tiny_tokenizer, template, None), False, max_length, "right")
     fast, fast_err = prep._render_chunk_columnar(convs, tiny_tokenizer.backend_tokenizer)
     ref, ref_err = prep._render_chunk_generic(convs)
     assert fast.to_pylist() == ref.to_pylist()

@@ -176,7 +176,12 @@ def test_json_variants(tmp_path):
     wrapped.write_text(json.dumps({"data": [GOOD, GOOD, GOOD]}, indent=1))
     assert [c.meta["line"] for c in read_conversations(wrapped)] == [0, 1, 2]
     broken = tmp_path / "broken.json"
-    broken.write_text('[\n {"conversations": []},\n {oops}\n]')
-    with pytest.raises(DataError) as e:  # an unreadable array raises even in skip mode: nothing to recover
-        list(read_conversations(broken, on_error="skip"))
-    assert e.value.reason == "invalid_json" and e.value.line == 3
+    broken.write_text('[\n ' + json.dumps(GOOD) + ',\n {oops}\n]')
+    # the array is decoded record by record: what precedes the damage is kept, the rest is one located skip
+    rep = SkipReport()
+    assert len(list(read_conversations(broken, on_error="skip", report=rep))) == 1
+    assert rep.read == 2 and rep.counts == {"invalid_json": 1}
+    with pytest.raises(DataError) as e:
+        list(read_conversations(broken))
+    assert e.value.reason == "invalid_json" and str(e.value).startswith(f"{broken}:record 1: invalid JSON")
+    assert "at line 3" in str(e.value)

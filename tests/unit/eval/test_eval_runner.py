@@ -75,13 +75,15 @@ def test_resume_computes_only_remaining(tmp_path, mmlu_file):
     from instructkit.eval.cache import CachedLM
     flaky = ScriptedLM(fail_after=24)          # 10 items x 4 choices = 40 requests; dies after 6 items
     with pytest.raises(KeyboardInterrupt):
-        evaluate(CachedLM(flaky, out / "cache.jsonl", chunk_size=8), [load_mmlu(mmlu_file)], out, progress=False)
+        evaluate(CachedLM(flaky, out / "cache.jsonl", chunk_size=8, flush_seconds=None), [load_mmlu(mmlu_file)], out,
+                 progress=False)
     assert len((out / "cache.jsonl").read_text().splitlines()) == 24
     # a torn final line (killed mid-write) must not break the resume
     with (out / "cache.jsonl").open("a") as f:
         f.write('{"k": "abc", "r": {"logp')
     again = ScriptedLM()
-    res = evaluate(CachedLM(again, out / "cache.jsonl", chunk_size=8), [load_mmlu(mmlu_file)], out, progress=False)
+    res = evaluate(CachedLM(again, out / "cache.jsonl", chunk_size=8, flush_seconds=None), [load_mmlu(mmlu_file)], out,
+                   progress=False)
     assert again.seen["loglikelihood"] == 16  # only the 4 unfinished items
     assert res["tasks"]["mmlu:mmlu.jsonl"]["metrics"]["acc"]["value"] == 0.5
     assert res["throughput"]["cached_requests"]["loglikelihood"] == 24

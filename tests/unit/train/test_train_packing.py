@@ -49,12 +49,13 @@ def test_to_examples_counts_truncation_and_dropped():
     assert stats == {"examples_in": 3, "truncated": 1, "no_trained_tokens": 1, "examples_used": 2}
 
 
-def test_collate_packed_pads_with_its_own_segment():
+def test_collate_packed_flattens_the_micro_batch_into_one_row():
+    # flash-attention-2 treats a batch as packed only when it has ONE row: the collator must flatten
     rows = make_rows([Example([1, 2, 3, 4], [2, 3, 4, -100]), Example([5, 6], [6, -100])], False, 16)
     b = collate_packed(rows, pad_id=0)
-    assert b["input_ids"].tolist() == [[1, 2, 3, 4], [5, 6, 0, 0]]
-    assert b["position_ids"].tolist() == [[0, 1, 2, 3], [0, 1, 0, 1]]
-    assert b["labels"][1].tolist() == [6, -100, -100, -100]
+    assert b["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1]]
+    assert b["labels"].tolist() == [[2, 3, 4, -100, 6, -100]]
     assert int(b["num_tokens"]) == 6
     p = collate_padded(rows, pad_id=0)
     assert p["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]

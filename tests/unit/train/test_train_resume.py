@@ -54,3 +54,48 @@ def test_resume_path_must_be_a_checkpoint(tmp_path, tiny_model_dir):
     from instructkit.errors import ConfigError
     with pytest.raises(ConfigError, match="not a checkpoint folder"):
         train(_recipe(tmp_path / "c", tiny_model_dir, f"train.resume={tmp_path}"), examples=convs(4))
+
+
+@pytest.mark.parametrize("change, named", [
+    ("train.grad_accum=1", "train.grad_accum"),
+    ("train.max_steps=9", "number of optimizer steps"),
+    ("seed=3", "the seed"),
+    ("DATA", "training rows themselves"),
+])
+def test_resume_refuses_a_different_run_naming_the_change(tmp_path, tiny_model_dir, change, named):
+    from instructkit.errors import ConfigError
+
+    extra = ["train.micro_batch_size=2", "train.grad_accum=2", "train.max_steps=3"]
+    ex = convs(12)
+    train(_recipe(tmp_path / "a", tiny_model_dir, *extra), examples=ex)
+    again = [*extra, "train.resume=auto"] + ([change] if change != "DATA" else [])
+    data = convs(12)[::-1] if change == "DATA" else ex  # same examples, other order -> other rows
+    with pytest.raises(ConfigError, match=named):
+        train(_recipe(tmp_path / "a", tiny_model_dir, *again), examples=data)
+
+
+def test_resume_refuses_a_checkpoint_without_this_ranks_rng_state(tmp_path, tiny_model_dir):
+    from instructkit.errors import ConfigError
+
+    res = train(_recipe(tmp_path / "a", tiny_model_dir, "train.max_steps=2"), examples=convs(8))
+    (res.last_checkpoint / "rng_state_0.pt").unlink()
+    with pytest.raises(ConfigError, match="rng_state_0.pt is missing"):
+        train(_recipe(tmp_path / "a", tiny_model_dir, "train.max_steps=2", "train.resume=auto"), examples=convs(8))
+
+
+def test_clipping_gets_all_parameters_so_fsdp_clips_by_the_global_norm(tmp_path, tiny_model_dir, monkeypatch):
+    """accelerate hands clipping to FSDP (norm over all shards) only when the list it gets IS
+    model.parameters(); LoRA's filtered trainable list fell through to each rank's local norm.
+    (accelerate runs FSDP on CUDA only - on CPU it is MULTI_CPU/DDP - so this checks the hand-over.)"""
+    from accelerate import Accelerator
+
+    seen = []
+
+    def spy(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        seen.append(parameters == list(self._models[0].parameters()))
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", spy)
+    train(_recipe(tmp_path / "a", tiny_model_dir, "train.method=lora", "train.max_steps=2"), examples=convs(8))
+    assert seen == [True, True]

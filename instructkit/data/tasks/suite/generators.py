@@ -3,18 +3,27 @@
 Every classification generator draws the label FIRST, uniformly, and then builds the text from
 templates whose length does not depend on the label, so majority-class and length baselines stay
 at chance (tests/unit/tasks/test_tasks_suite.py checks this). Each generator returns rows
-(plain dicts); the task YAML maps fields and renders templates.
+(plain dicts); the task YAML maps fields and renders templates. :func:`generate` keeps only rows that
+the asked split owns (a hash partition of the row space) and distinct ones, so train and evaluation
+splits never share a row (tests/unit/tasks/test_suite_splits.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import date, timedelta
 from typing import Callable
 
+from instructkit.errors import DataError
+
 NAMES = ["Alice", "Bob", "Carla", "David", "Emma", "Farid", "Grace", "Hugo", "Irene", "Jonas", "Kira",
          "Liam", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera"]
 FEMALE = {"Alice", "Carla", "Emma", "Grace", "Irene", "Kira", "Maya", "Olga", "Rosa", "Tara", "Vera"}
+# coreference by gender needs names whose gender is unambiguous to a reader (Quinn is not)
+WOMEN = sorted(FEMALE | {"Anna", "Sarah", "Laura", "Julia", "Helen", "Mary", "Sophie", "Linda", "Nora"})
+MEN = sorted({"Bob", "David", "Hugo", "Jonas", "Liam", "Noah", "Pablo", "Sven", "Umar", "Peter", "James",
+              "Thomas", "Mark", "Paul", "George", "Henry", "Oscar", "Victor", "Frank"})
 CITIES = ["Paris", "Lima", "Oslo", "Cairo", "Tokyo", "Quito", "Dakar", "Perth", "Seoul", "Turin", "Porto", "Minsk"]
 JOBS = ["baker", "nurse", "pilot", "judge", "farmer", "tailor", "chemist", "plumber", "teacher", "painter"]
 PETS = ["cat", "dog", "parrot", "rabbit", "turtle", "hamster", "goldfish", "lizard"]
@@ -72,7 +81,8 @@ def _balanced(rng: random.Random, make: Callable[[], tuple], want) -> tuple:
 
 def bool_expr(rng: random.Random) -> Row:
     want = rng.random() < 0.5
-    s, v = _balanced(rng, lambda: _bexpr(rng, 2), want)
+    # depths 2 and 3: depth 2 alone has only a few hundred distinct expressions
+    s, v = _balanced(rng, lambda: _bexpr(rng, rng.choice([2, 2, 3])), want)
     return {"expression": s, "label": int(v)}
 
 
@@ -80,13 +90,13 @@ def bool_vars(rng: random.Random) -> Row:
     want = rng.random() < 0.5
 
     def make():
-        vals = {x: rng.random() < 0.5 for x in "pqr"}
-        a, b, c = rng.sample("pqr", 3)
+        vals = {x: rng.random() < 0.5 for x in "pqrs"}
+        a, b, c = rng.sample("pqrs", 3)
         op1, op2 = rng.choice(["and", "or"]), rng.choice(["and", "or"])
-        neg = rng.choice(["", "not "])
-        expr = f"({a} {op1} {neg}{b}) {op2} {c}"
-        v = eval(expr, {}, dict(vals))  # noqa: S307 - our own generated expression over p, q, r
-        facts = ", ".join(f"{k} is {vals[k]}" for k in "pqr")
+        neg, neg2 = rng.choice(["", "not "]), rng.choice(["", "not "])
+        expr = f"({a} {op1} {neg}{b}) {op2} {neg2}{c}"
+        v = eval(expr, {}, dict(vals))  # noqa: S307 - our own generated expression over p, q, r, s
+        facts = ", ".join(f"{k} is {vals[k]}" for k in "pqrs")
         return facts, expr, bool(v)
     facts, expr, v = _balanced(rng, make, want)
     return {"expression": f"Given that {facts}, evaluate {expr}.", "label": int(v)}
@@ -102,7 +112,7 @@ def date_add(rng: random.Random) -> Row:
 
 def weekday(rng: random.Random) -> Row:
     days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-    i, n = rng.randrange(7), rng.randint(1, 30)
+    i, n = rng.randrange(7), rng.randint(1, 400)
     return {"question": f"Today is {days[i]}. What day of the week will it be in {n} days?",
             "answer": days[(i + n) % 7]}
 
@@ -152,25 +162,41 @@ def entity_job(rng: random.Random) -> Row:
 
 
 # -- NLI over generated statements (entailment / neutral / contradiction) ----------------------
+# Learnable by a small model (issue #16: the old NLI oracle stayed at chance): the label follows from
+# which words of the hypothesis the premise contains. Entailment restates a stated fact, contradiction
+# gives a stated relation another value, neutral uses the relation the premise does not state. All
+# three kinds draw from the same relations and values, so the hypothesis' length says nothing.
+NLI_RELATIONS = {"city": ("resides in", CITIES), "job": ("is employed as a", JOBS), "pet": ("keeps a pet", PETS)}
+
+
 def nli_facts(rng: random.Random) -> Row:
-    ps = _people(rng, 2)
+    name = rng.choice(NAMES)
     label = rng.randrange(3)
-    p, other = ps[0], rng.choice([c for c in CITIES if c != ps[0]["city"]])
-    hyp = [f"{p['name']} lives in {p['city']}.", f"{p['name']} works in {other}.",
-           f"{p['name']} lives in {other}."][label]
-    # its own phrasing of the facts: held-out NLI premises share no 13-gram with the entity_qa contexts
-    premise = " ".join(f"{x['name']} is a {x['job']} who lives in {x['city']} and has a pet {x['pet']}." for x in ps)
-    return {"premise": premise, "hypothesis": hyp, "label": label}
+    stated = rng.sample(list(NLI_RELATIONS), 2)
+    unstated = next(r for r in NLI_RELATIONS if r not in stated)
+    vals = {r: rng.choice(NLI_RELATIONS[r][1]) for r in NLI_RELATIONS}
+    # its own phrasing (resides / is employed as): no 13-gram shared with entity_qa or paraphrase rows
+    premise = " and ".join(f"{NLI_RELATIONS[r][0]} {vals[r]}" for r in stated)
+    rel = rng.choice(stated) if label != 1 else unstated
+    value = vals[rel] if label == 0 else rng.choice([v for v in NLI_RELATIONS[rel][1] if v != vals[rel]])
+    return {"premise": f"{name} {premise}.", "hypothesis": f"{name} {NLI_RELATIONS[rel][0]} {value}.",
+            "label": label}
 
 
 def nli_numbers(rng: random.Random) -> Row:
-    name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a = rng.randint(5, 50)
+    """Counts: "X bought 7 stamps and 12 coins." vs "X bought 7 stamps." / "... 9 stamps." / "... 7 shells."."""
+    name = rng.choice(NAMES)
     label = rng.randrange(3)
-    b = rng.randint(1, a - 1)
-    hyp = [f"{name} has more than {b} {item}.", f"{name} won more than {b} {item}.",
-           f"{name} has less than {b} {item}."][label]
-    return {"premise": f"{name} has exactly {a} {item} in a drawer.", "hypothesis": hyp, "label": label}
+    items = rng.sample(ITEMS, 3)
+    a, b = rng.sample(range(2, 30), 2)
+    premise = f"{name} bought {a} {items[0]} and {b} {items[1]} at the market."
+    k = rng.randrange(2)
+    count, item = (a, items[0]) if k == 0 else (b, items[1])
+    if label == 2:  # contradiction: a stated item with a count the premise does not give
+        count = rng.choice([c for c in range(2, 30) if c not in (a, b)])
+    elif label == 1:  # neutral: an item the premise does not mention
+        item = items[2]
+    return {"premise": premise, "hypothesis": f"{name} bought {count} {item}.", "label": label}
 
 
 # -- sentiment of generated reviews --------------------------------------------------------------
@@ -217,7 +243,8 @@ def topic_news(rng: random.Random) -> Row:
 def topic_headline(rng: random.Random) -> Row:
     label = rng.randrange(4)
     w = rng.sample(TOPICS[list(TOPICS)[label]], 2)
-    return {"text": f"{rng.choice(CITIES)}: new {w[0]} surprises {w[1]} fans", "label": label}
+    verb = rng.choice(["surprises", "worries", "delights"])
+    return {"text": f"{rng.choice(CITIES)}: new {w[0]} {verb} {w[1]} fans", "label": label}
 
 
 # -- paraphrase detection --------------------------------------------------------------------------
@@ -258,28 +285,34 @@ def summarize_match(rng: random.Random) -> Row:
 
 
 # -- coreference in templated sentences ------------------------------------------------------------
+# Both tasks resolve the pronoun by agreement (gender; number), a cue a small model can acquire; the
+# referent's position (first or second) is drawn independently of the label.
+COREF_VERBS = ["thanked", "called", "visited", "helped", "met", "phoned", "greeted", "warned", "hugged", "praised"]
+COREF_REASONS_SG = ["was in a good mood", "had some free time", "was feeling lonely", "had good news",
+                    "was about to leave", "needed some advice"]
+COREF_REASONS_PL = ["were in a good mood", "had some free time", "were feeling lonely", "had good news",
+                    "were about to leave", "needed some advice"]
+
+
 def coref_gender(rng: random.Random) -> Row:
-    f = rng.choice(sorted(FEMALE))
-    m = rng.choice([n for n in NAMES if n not in FEMALE])
-    pron_f = rng.random() < 0.5
-    first, second = (f, m) if rng.random() < 0.5 else (m, f)
-    verb = rng.choice(["thanked", "called", "visited", "helped", "met"])
-    pron = "she" if pron_f else "he"
-    sent = f"{first} {verb} {second} because {pron} had some free time."
-    options = [first, second]
-    return {"sentence": sent, "pronoun": pron, "options": options, "label": options.index(f if pron_f else m)}
+    f, m = rng.choice(WOMEN), rng.choice(MEN)
+    label = rng.randrange(2)  # index of the referent among the options
+    options = [f, m] if rng.random() < 0.5 else [m, f]
+    pron = "she" if options[label] == f else "he"
+    sent = f"{options[0]} {rng.choice(COREF_VERBS)} {options[1]} because {pron} {rng.choice(COREF_REASONS_SG)}."
+    return {"sentence": sent, "pronoun": pron, "options": options, "label": label}
 
 
 def coref_role(rng: random.Random) -> Row:
-    a, b = rng.sample(NAMES, 2)
+    """Number agreement: "The pilot thanked the nurses because they were ..." -> the nurses."""
+    one, many = rng.sample(JOBS, 2)
     label = rng.randrange(2)
-    # the verb decides who the pronoun refers to (the giver or the receiver), not the name order
-    # reasons come in pairs of equal length so that sentence length says nothing about the label
-    pair = rng.choice([("owed money", "sold a car"), ("were in debt", "did the work"),
-                       ("had lost a bet", "had fixed a TV")])
-    pron = "they"
-    sent = f"{a} paid {b} because {pron} {pair[label]}."
-    return {"sentence": sent, "pronoun": pron, "options": [a, b], "label": label}
+    options = [f"the {one}", f"the {many}s"] if rng.random() < 0.5 else [f"the {many}s", f"the {one}"]
+    plural = options[label].endswith("s")
+    pron = "they" if plural else rng.choice(["he", "she"])
+    reason = rng.choice(COREF_REASONS_PL if plural else COREF_REASONS_SG)
+    sent = f"{options[0].capitalize()} {rng.choice(COREF_VERBS)} {options[1]} because {pron} {reason}."
+    return {"sentence": sent, "pronoun": pron, "options": options, "label": label}
 
 
 GENERATORS: dict[str, Gen] = {f.__name__: f for f in [
@@ -289,7 +322,44 @@ GENERATORS: dict[str, Gen] = {f.__name__: f for f in [
     coref_gender, coref_role]}
 
 
-def generate(name: str, n: int, seed: int) -> list[Row]:
-    """``n`` rows of generator ``name``; the same (name, n, seed) always gives the same rows."""
-    rng = random.Random(f"{name}:{seed}")
-    return [GENERATORS[name](rng) for _ in range(n)]
+#: share of the row space each split owns (by a hash of the row's content): train and evaluation rows
+#: are disjoint by construction, whatever the generator's space or the number of rows drawn
+SPLIT_BUCKETS = {"train": range(0, 80), "validation": range(80, 95), "test": range(95, 100)}
+
+
+def split_of(name: str, row: Row) -> str:
+    """The split that owns ``row`` of generator ``name`` (a stable hash of its content)."""
+    key = name + "|" + repr(sorted((k, str(v)) for k, v in row.items()))
+    b = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") % 100
+    return next(s for s, r in SPLIT_BUCKETS.items() if b in r)
+
+
+def generate(name: str, n: int, seed: int, split: str | None = None) -> list[Row]:
+    """``n`` distinct rows of generator ``name``; the same arguments always give the same rows.
+
+    With ``split`` (train / validation / test) only rows that split owns are kept (:func:`split_of`),
+    so no row of one split appears in another; a generator whose space cannot give ``n`` distinct
+    rows for the split raises :class:`DataError` instead of repeating rows.
+    """
+    if name not in GENERATORS:
+        raise DataError(f"unknown built-in generator {name!r} (known: {', '.join(GENERATORS)})",
+                        field="source.builtin", reason="unknown_generator")
+    if split is not None and split not in SPLIT_BUCKETS:
+        raise DataError(f"built-in generators have splits {', '.join(SPLIT_BUCKETS)}, not {split!r}",
+                        field="source", reason="unknown_split")
+    rng = random.Random(f"{name}:{seed}:{split}" if split else f"{name}:{seed}")
+    out: list[Row] = []
+    seen: set[str] = set()
+    budget = 50 * n + 5_000
+    while len(out) < n and budget > 0:
+        budget -= 1
+        row = GENERATORS[name](rng)
+        key = repr(sorted((k, str(v)) for k, v in row.items()))
+        if key in seen or (split is not None and split_of(name, row) != split):
+            continue
+        seen.add(key)
+        out.append(row)
+    if len(out) < n:
+        raise DataError(f"generator {name!r} gave only {len(out)} distinct {split or ''} rows of the {n} asked "
+                        "(its space is too small): ask for fewer", field="source", reason="space_exhausted")
+    return out

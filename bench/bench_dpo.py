@@ -1,0 +1,215 @@
+"""DPO training: TRL ``DPOTrainer`` vs instructkit ``train.objective: dpo`` on the same model, pairs, loss
+(sigmoid, beta 0.1), precision, batch and order.
+
+Contenders (each in its own child process, so peak RSS is per contender):
+
+* ``trl``: DPOTrainer as users run it - the reference model is a second copy in memory and runs a
+  forward on every batch;
+* ``trl_precompute``: DPOTrainer with ``precompute_ref_log_probs=True`` (reference pass once, up front);
+* ``instructkit``: reference log-probs computed once and cached on disk (the cache is cleared first, so
+  its cost is included), chosen + rejected packed padding-free in one row.
+
+Same batches: the pairs are given to TRL in instructkit's epoch-0 order (seeded permutation) and TRL's
+sampler is made sequential, so step k sees the same pairs in both; loss curves are compared step by step.
+Reported: pairs/s over the training call (reference pass included), median step time, peak RSS, and the
+max relative loss difference over the steps.
+
+    python bench/bench_dpo.py                     # tiny Llama (fast), 24 steps of 8 pairs
+    python bench/bench_dpo.py --model smollm2-135m-instruct --steps 10 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+VARIANTS = ("trl", "trl_precompute", "instructkit")
+
+
+def make_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Task-suite arithmetic prompts; chosen = the worked answer, rejected = a wrong bare total."""
+    from instructkit.data.tasks.suite.generators import add_sub
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        row = add_sub(rng)
+        wrong = int(row["answer"]) + rng.choice([-7, -3, -1, 1, 2, 5])
+        out.append({"prompt": row["question"], "chosen": row["rationale"], "rejected": f"It is {wrong}."})
+    return out
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """(model, tokenizer, folder): the folder is what instructkit loads; the tiny model is saved once."""
+    from instructkit.models import load_model, load_tokenizer
+    from instructkit.models.tiny import save_tiny
+
+    path = args.model
+    if path == "tiny":
+        path = str(Path(args.work) / "tiny")
+        if not Path(path, "config.json").is_file():
+            save_tiny(path, hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=512)
+    return load_model(path, dtype=args.dtype), load_tokenizer(path), path
+
+
+def ik_order(n: int, seed: int) -> list[int]:
+    import torch
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    model, tok, _ = load(args)
+    pairs = make_pairs(args.pairs, args.seed)
+    order = ik_order(len(pairs), args.seed)
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": pairs[i]["prompt"]}],
+                             "chosen": [{"role": "assistant", "content": pairs[i]["chosen"]}],
+                             "rejected": [{"role": "assistant", "content": pairs[i]["rejected"]}]} for i in order])
+    out = tempfile.mkdtemp(prefix="bench-trl-dpo-")
+    cfg = DPOConfig(output_dir=out, beta=0.1, loss_type="sigmoid", max_length=args.max_length,
+                    per_device_train_batch_size=args.batch, learning_rate=args.lr, lr_scheduler_type="constant",
+                    warmup_steps=0, max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no",
+                    use_cpu=True, seed=args.seed, max_grad_norm=1.0, weight_decay=0.0, optim="adamw_torch",
+                    precompute_ref_log_probs=precompute, dataloader_num_workers=0, disable_tqdm=True)
+    times: list[float] = []
+    losses: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            times.append(-time.perf_counter())
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            times[-1] += time.perf_counter()
+
+        def on_log(self, _args: Any, state: Any, control: Any, logs: dict | None = None, **k: Any) -> None:
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    trainer = DPOTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
+    t0 = time.perf_counter()
+    trainer.train()
+    call_s = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    return {"trl": trl.__version__, "train_call_s": round(call_s, 2), "steps": len(times),
+            "pairs_per_s": round(args.steps * args.batch / call_s, 3),
+            "median_step_s": round(statistics.median(times), 3), "losses": losses}
+
+
+def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
+    from instructkit.config.base import load_config
+    from instructkit.config.recipe import Recipe
+    from instructkit.train import train
+
+    _, _, path = load(args)
+    pairs = make_pairs(args.pairs, args.seed)
+    out = Path(tempfile.mkdtemp(prefix="bench-ik-dpo-"))
+    data = out / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    recipe = load_config(Recipe, None, [
+        "name=bench", f"seed={args.seed}", f"output_dir={out / 'run'}", f"model.name_or_path={path}",
+        f"model.dtype={args.dtype}", f"data.paths=[{data}]", f"data.max_length={args.max_length}",
+        "train.objective=dpo", "train.dpo.loss=sigmoid", "train.dpo.beta=0.1", f"train.dpo.ref_cache_dir={out / 'ref'}",
+        "train.packing=false", f"train.pack_tokens={2 * args.max_length}", f"train.micro_batch_size={args.batch}",
+        "train.grad_accum=1", f"train.lr={args.lr}", "train.scheduler=constant", "train.warmup_steps=0",
+        "train.weight_decay=0.0", "train.max_grad_norm=1.0", f"train.max_steps={args.steps}", "train.log_every=1",
+        "train.progress=false", "train.tensorboard=false", "train.save_every=0"])
+    t0 = time.perf_counter()
+    res = train(recipe)
+    call_s = time.perf_counter() - t0
+    hist = [json.loads(x) for x in res.metrics_path.read_text().splitlines()]
+    steps = [h for h in hist if "loss" in h]
+    toks = [h["tokens"] - (steps[i - 1]["tokens"] if i else 0) for i, h in enumerate(steps)]
+    secs = [t / h["tokens_per_s"] for t, h in zip(toks, steps)]
+    shutil.rmtree(out, ignore_errors=True)
+    return {"train_call_s": round(call_s, 2), "steps": len(steps),
+            "pairs_per_s": round(args.steps * args.batch / call_s, 3), "median_step_s": round(statistics.median(secs), 3),
+            "losses": [h["loss"] for h in steps]}
+
+
+CHILDREN = {"trl": lambda a: run_trl(a, False), "trl_precompute": lambda a: run_trl(a, True),
+            "instructkit": run_instructkit}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        res = CHILDREN[args.variant](args)
+    except Exception as e:  # reported next to the other contenders
+        import traceback
+        traceback.print_exc()
+        res = {"error": f"{type(e).__name__}: {e}"}
+    res.update(variant=args.variant, peak_rss_mib=common.peak_rss_mib())
+    common.emit(res)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", choices=VARIANTS)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--model", default="tiny", help="tiny | smollm2-135m-instruct | an HF folder")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--pairs", type=int, default=192)
+    p.add_argument("--batch", type=int, default=8, help="pairs per optimizer step")
+    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "instructkit-bench-dpo"))
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    if args.variant:
+        return child_main(args)
+    hw = common.hardware()
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # the children get every flag but --variants (and its value)
+        if skip or a.startswith("--variants"):
+            skip = a == "--variants" and not skip
+            continue
+        argv.append(a)
+    res = {v: common.run_child(__file__, v, argv, args.timeout, print) for v in args.variants.split(",")}
+    ik = res.get("instructkit", {})
+    print(f"\nDPO sigmoid beta 0.1, {args.model} {args.dtype}, {args.steps} steps x {args.batch} pairs, "
+          f"load avg {hw['load_avg_1m']} ({hw['cpu']}, {hw['cores']} cores)")
+    print("| contender | pairs/s (train call, ref. pass incl.) | instructkit speed-up | median step s | pairs/s (median step) "
+          "| peak RSS MiB | max rel. loss diff vs instructkit |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for v, r in res.items():
+        if "error" in r:
+            print(f"| {v} | error: {r['error'][:80]} | | | | | |")
+            continue
+        diff = "-"
+        if v != "instructkit" and ik.get("losses") and r.get("losses"):
+            n = min(len(ik["losses"]), len(r["losses"]))
+            diff = f"{max(abs(a - b) / abs(b) for a, b in zip(r['losses'][:n], ik['losses'][:n])):.2%}"
+        rel = f"{ik['pairs_per_s'] / r['pairs_per_s']:.2f}x" if ik.get("pairs_per_s") and v != "instructkit" else "1.00x"
+        print(f"| {v} | {r['pairs_per_s']} | {rel} | {r['median_step_s']} | {args.batch / r['median_step_s']:.3f} "
+              f"| {r['peak_rss_mib']:.0f} | {diff} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "hardware": hw, "results": res}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Raw records of one data file, whatever holds them: JSON Lines, a JSON array, gzip of either, Parquet, CSV.
+
+:func:`iter_records` yields ``(where, record)`` pairs; a record that cannot be read comes as
+``(where, DataError)`` so a reader can skip it (counted, located) or raise it. ``where`` is the 1-based line
+of a JSON Lines / CSV record, or a :class:`RecordIndex` (0-based, printed ``record N``) for JSON arrays and
+Parquet files, where lines mean nothing.
+
+What is caught per record, never as a traceback:
+
+* bytes that are not UTF-8 (``invalid_encoding``) and lone surrogates such as ``"\\ud800"`` (``invalid_unicode``:
+  the tokenizer cannot encode them), located to the field;
+* nesting too deep for the JSON parser (``too_deep``);
+* a UTF-8 byte-order mark is read (``utf-8-sig``), not taken for a broken first record;
+* a JSON array inside a ``.jsonl`` file is read as the array it is (the reader reports it).
+
+A JSON array is decoded element by element (:meth:`json.JSONDecoder.raw_decode`), so a truncated or
+damaged array still yields every record before the damage; the unreadable rest is one located error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from instructkit.errors import DataError
+
+Raw = tuple[int, Any]
+#: suffixes a folder is searched for
+SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".gz")
+_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class RecordIndex(int):
+    """A 0-based record index that prints as ``record N`` (so locations read ``file.json:record 3``)."""
+
+    def __str__(self) -> str:
+        return f"record {int(self)}"
+
+    def __bool__(self) -> bool:  # record 0 is a location, not "no location"
+        return True
+
+
+def _find_surrogate(obj: Any, path: str = "", depth: int = 0) -> str | None:
+    """The field path of the first string holding a lone surrogate, or None."""
+    if depth > 200:
+        return None
+    if isinstance(obj, str):
+        return path or "(value)" if _SURROGATE.search(obj) else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        sub = (f"{path}.{k}" if isinstance(k, str) else f"{path}[{k}]").lstrip(".")
+        found = _find_surrogate(v, sub, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _checked(where: int, rec: Any, path: str, raw_text: str, bad_bytes: bool) -> Any:
+    """``rec``, or a located DataError when one of its strings holds a lone surrogate."""
+    if _SURROGATE.search(raw_text):
+        fld = _find_surrogate(rec)
+        if fld:
+            if bad_bytes:
+                return DataError("bytes that are not valid UTF-8", path=path, line=where, field=fld,
+                                 reason="invalid_encoding")
+            return DataError("a lone surrogate (e.g. \\ud800) that no tokenizer can encode", path=path,
+                             line=where, field=fld, reason="invalid_unicode")
+    return rec
+
+
+def _parse(text: str, where: int, path: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return DataError("JSON nested too deeply to read", path=path, line=where, reason="too_deep")
+    except ValueError as e:
+        return DataError(f"invalid JSON: {e}", path=path, line=where, reason="invalid_json")
+
+
+def _iter_jsonl(f: BinaryIO, path: str) -> Iterator[Raw]:
+    for n, raw in enumerate(f, 1):
+        if n == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield n, DataError(f"bytes that are not valid UTF-8 (at byte {e.start} of the line)", path=path,
+                               line=n, reason="invalid_encoding")
+            continue
+        if not line.strip():
+            continue
+        rec = _parse(line, n, path)
+        yield n, rec if isinstance(rec, DataError) else _checked(n, rec, path, line, False)
+
+
+def _decode_whole(data: bytes) -> tuple[str, bool]:
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:  # keep going: the records holding the bad bytes are found and located
+        return data.decode("utf-8", "surrogateescape"), True
+
+
+def _line_of(text: str, idx: int) -> int:
+    return text.count("\n", 0, idx) + 1
+
+
+def _iter_json_text(text: str, path: str, bad_bytes: bool) -> Iterator[Raw]:
+    dec = json.JSONDecoder()
+    i = _WS.match(text).end()
+    if not text.startswith("[", i):
+        data = _parse(text, 1, path)  # {"data": [...]}: one list-valued key; small files only in practice
+        if isinstance(data, DataError):
+            raise DataError(f"{data.detail} (the whole file is unreadable)", path=path, reason=data.reason)
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise DataError("top level is an object, expected a list of records (or JSON Lines)",
+                                path=path, reason="wrong_type")
+            data = lists[0]
+        if not isinstance(data, list):
+            raise DataError(f"top level is a {type(data).__name__}, expected a list of records",
+                            path=path, reason="wrong_type")
+        for k, rec in enumerate(data):
+            yield RecordIndex(k), rec
+        return
+    i = _WS.match(text, i + 1).end()
+    k = 0
+    if text.startswith("]", i):
+        return
+    while True:
+        where = RecordIndex(k)
+        try:
+            rec, j = dec.raw_decode(text, i)
+        except (ValueError, RecursionError) as e:
+            why = "JSON nested too deeply to read" if isinstance(e, RecursionError) else f"invalid JSON: {e.args[0]}"
+            yield where, DataError(f"{why} (in the record starting at line {_line_of(text, i)}); the rest of the "
+                                   "file from here cannot be read", path=path, line=where,
+                                   reason="too_deep" if isinstance(e, RecursionError) else "invalid_json")
+            return
+        yield where, _checked(where, rec, path, text[i:j], bad_bytes)
+        k += 1
+        i = _WS.match(text, j).end()
+        if text.startswith(",", i):
+            i = _WS.match(text, i + 1).end()
+        elif text.startswith("]", i):
+            return
+        else:
+            msg = "the file ends inside the array (truncated?)" if i >= len(text) else \
+                f"expected ',' or ']' at line {_line_of(text, i)}"
+            yield RecordIndex(k), DataError(f"invalid JSON: {msg}; the rest of the file cannot be read", path=path,
+                                            line=RecordIndex(k), reason="invalid_json")
+            return
+
+
+def _iter_parquet(path: Path) -> Iterator[Raw]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(str(path))
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for damaged files
+        raise DataError(f"unreadable Parquet file: {e}", path=str(path), reason="invalid_json") from None
+    k = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            yield RecordIndex(k), rec
+            k += 1
+
+
+def _iter_csv(f: BinaryIO, path: str, delimiter: str) -> Iterator[Raw]:
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text, delimiter=delimiter)
+    while True:
+        start = reader.line_num + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield start, DataError(f"invalid CSV: {e}", path=path, line=start, reason="invalid_json")
+            continue
+        rec = {k: v for k, v in rec.items() if k is not None}  # None: extra cells beyond the header
+        yield start, _checked(start, rec, path, "".join(v for v in rec.values() if isinstance(v, str)), True)
+
+
+def _kind(head: bytes, name: str) -> str:
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"PK\x03\x04"):
+        raise DataError("unsupported format: a zip archive (Excel?); export it as JSONL, JSON, CSV or Parquet",
+                        path=name, reason="unknown_format")
+    suffix = Path(name).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    body = head[len(codecs.BOM_UTF8):] if head.startswith(codecs.BOM_UTF8) else head
+    first = body.lstrip()[:1]
+    if first == b"[":
+        return "array"
+    if first == b"{":
+        if suffix == ".jsonl":
+            return "jsonl"
+        line = body.split(b"\n", 1)[0]
+        try:  # a .json file whose first line is a complete object is JSON Lines
+            json.loads(line)
+            return "jsonl"
+        except ValueError:
+            return "array"  # a pretty-printed object: {"data": [...]}
+    if suffix in (".json", ".jsonl") or not first:
+        return "jsonl"  # each line will say what is wrong with it
+    raise DataError(f"unsupported format (suffix {suffix or 'none'}, content not JSON); expected .jsonl, .json, "
+                    ".jsonl.gz, .csv or .parquet", path=name, reason="unknown_format")
+
+
+def file_kind(path: str | Path) -> str:
+    """``jsonl``, ``array``, ``parquet``, ``csv``, ``tsv`` or ``gzip`` (by content first, then suffix)."""
+    with Path(path).open("rb") as f:
+        return _kind(f.read(4096), str(path))
+
+
+def iter_records(path: str | Path) -> Iterator[Raw]:
+    """``(where, record)`` pairs of one file; unreadable records come as ``(where, DataError)``."""
+    p = Path(path)
+    kind = file_kind(p)
+    if kind == "parquet":
+        yield from _iter_parquet(p)
+        return
+    opener = (lambda: gzip.open(p, "rb")) if kind == "gzip" else (lambda: p.open("rb"))
+    with opener() as f:
+        if kind == "gzip":
+            try:
+                head = f.peek(4096)[:4096] if hasattr(f, "peek") else b""
+            except (OSError, EOFError) as e:
+                raise DataError(f"unreadable gzip file: {e}", path=str(p), reason="invalid_json") from None
+            kind = _kind(head, p.name[: -len(p.suffix)])
+        if kind in ("csv", "tsv"):
+            yield from _iter_csv(f, str(p), "," if kind == "csv" else "\t")
+        elif kind == "jsonl":
+            yield from _iter_jsonl(f, str(p))
+        else:
+            text, bad = _decode_whole(f.read())
+            yield from _iter_json_text(text, str(p), bad)

@@ -1,0 +1,83 @@
+"""The running batch's KV cache: one left-padded ``DynamicCache`` plus its 2D attention mask.
+
+Rows join (``extend``) and leave (``select``) between decode steps. Keys/values at padded positions are
+zeroed when a row joins: a left-padded prefill computes them from fully masked attention rows, and a NaN
+there would survive the mask (0 * NaN = NaN in the attention matmul).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pad_left(t: Any, n: int) -> Any:
+    """Left-pad the sequence axis (dim -2 of a [B, H, L, D] cache tensor, dim -1 of a [B, L] mask)."""
+    import torch.nn.functional as F
+    if n == 0:
+        return t
+    return F.pad(t, (0, 0, n, 0)) if t.dim() == 4 else F.pad(t, (n, 0))
+
+
+class BatchCache:
+    def __init__(self) -> None:
+        self.cache: Any = None   # transformers DynamicCache of the running rows
+        self.mask: Any = None    # [B, L] long, 1 = real token
+
+    @staticmethod
+    def new_dynamic(model: Any) -> Any:
+        # Without a config every layer is a plain DynamicLayer (full attention cache), the only layer
+        # type whose tensors can be concatenated and index-selected row by row.
+        from transformers import DynamicCache
+        return DynamicCache()
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.mask is None else int(self.mask.shape[0])
+
+    def _layers(self, cache: Any) -> list[Any]:
+        from transformers.cache_utils import DynamicLayer
+        layers = list(cache.layers)
+        if any(type(layer) is not DynamicLayer for layer in layers):
+            raise TypeError("the engine batches only plain DynamicLayer caches (full attention)")
+        return layers
+
+    def extend(self, cache: Any, mask: Any) -> None:
+        """Append the rows of a freshly prefilled cache (``mask``: its [N, T] attention mask)."""
+        import torch
+
+        pad = (mask == 0)[:, None, :, None]
+        for layer in self._layers(cache):
+            layer.keys = layer.keys.masked_fill(pad, 0)
+            layer.values = layer.values.masked_fill(pad, 0)
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+            return
+        Lb, Ln = self.mask.shape[1], mask.shape[1]
+        L = max(Lb, Ln)
+        for old, new in zip(self._layers(self.cache), self._layers(cache)):
+            old.keys = torch.cat([_pad_left(old.keys, L - Lb), _pad_left(new.keys, L - Ln)], 0)
+            old.values = torch.cat([_pad_left(old.values, L - Lb), _pad_left(new.values, L - Ln)], 0)
+        self.mask = torch.cat([_pad_left(self.mask, L - Lb), _pad_left(mask, L - Ln)], 0)
+
+    def grow(self) -> Any:
+        """The mask for the next decode step: every row gets one more real token."""
+        import torch
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], 1)
+        return self.mask
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only rows ``keep`` (in that order); drop leading columns that are padding in every row."""
+        import torch
+
+        if not keep:
+            self.cache, self.mask = None, None
+            return
+        if len(keep) == self.rows:
+            return
+        idx = torch.tensor(keep, device=self.mask.device)
+        mask = self.mask.index_select(0, idx)
+        first = int(mask.any(0).nonzero()[0]) if mask.shape[1] else 0
+        for layer in self._layers(self.cache):
+            layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
+            layer.values = layer.values.index_select(0, idx)[:, :, first:]
+        self.mask = mask[:, first:]

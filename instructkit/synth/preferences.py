@@ -1,0 +1,230 @@
+"""``instructkit synth preferences``: preference pairs from the pipeline itself (RLAIF).
+
+Sample N answers per prompt from a model (local or served), rank them with the eval stage's pairwise
+judge (every pair judged in both orders; a pair counts only when both orders agree - MT-Bench's rule)
+or with a trained reward model, and write ``{"prompt", "chosen", "rejected"}`` records that
+``train.objective: dpo`` reads. Nothing is dropped silently: identical samples, ties, inconsistent
+verdicts and unparseable judge outputs are counted in ``report.json``. The judge's answers are cached
+(``judge/judgments.jsonl``), so a rerun on the same ``--out`` resumes.
+
+Prompt files (JSONL or JSON): records with ``prompt`` (string or messages), ``messages``, ``instruction``
+(+ ``input``, or self-instruct ``instances[0].input``), or ``turns`` (MT-Bench: the first turn).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import typer
+from pydantic import Field
+
+from instructkit.config.base import Section
+from instructkit.errors import DataError, InstructkitError
+
+
+class PreferencesConfig(Section):
+    prompts: str = Field(..., description="Prompt file (JSONL/JSON): prompt | messages | instruction(+input) | turns.")
+    model: str = Field("smollm2-135m-instruct", description="Policy that answers: model reference or "
+                                                            "OpenAI-compatible URL.")
+    n: int = Field(4, ge=2, description="Answers sampled per prompt (all n(n-1)/2 pairs are ranked).")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature (> 0, or the answers coincide).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
+    max_new_tokens: int = Field(128, ge=1, description="Answer length budget.")
+    limit: Optional[int] = Field(None, ge=1, description="First N prompts only.")
+    ranker: Literal["judge", "reward"] = Field("judge", description="judge: pairwise LLM judge with position "
+                                                                   "swap; reward: a trained reward model.")
+    judge: str = Field("smollm2-135m-instruct", description="Judge model reference or OpenAI-compatible URL.")
+    verdict: Literal["generate", "logprob"] = Field(
+        "logprob", description="generate: the judge explains then decides (MT-Bench); logprob: verdict options "
+                               "scored by log-likelihood (local judges; for small judges).")
+    reward_model: Optional[str] = Field(None, description="ranker=reward: a reward-model folder "
+                                                          "(train.objective=reward RUN/model).")
+    seed: int = Field(0, description="Sampling seed.")
+    batch_size: int = Field(8, ge=1, description="Requests per generate call.")
+
+
+def _prompt_text(rec: Any) -> str:
+    if not isinstance(rec, dict):
+        raise DataError("record is not an object", reason="wrong_type")
+    if isinstance(rec.get("prompt"), str):
+        return rec["prompt"]
+    for key in ("prompt", "messages"):
+        if isinstance(rec.get(key), list) and rec[key] and isinstance(rec[key][-1], dict):
+            return str(rec[key][-1].get("content", ""))
+    if isinstance(rec.get("turns"), list) and rec["turns"]:
+        return str(rec["turns"][0])
+    if isinstance(rec.get("instruction"), str):
+        inp = rec.get("input")
+        if inp is None and isinstance(rec.get("instances"), list) and rec["instances"]:
+            inp = rec["instances"][0].get("input")
+        return rec["instruction"] + (f"\n\n{inp}" if inp else "")
+    raise DataError("no prompt (expected prompt, messages, instruction or turns)", field="prompt",
+                    reason="missing_field")
+
+
+def read_prompts(path: str, limit: int | None = None) -> tuple[list[tuple[str, str]], Counter]:
+    """``[(id, prompt text)]`` and the count of records skipped by reason (each reported, none silent)."""
+    from instructkit.data.readers import expand_paths, iter_records
+
+    out, skipped = [], Counter()
+    for f in expand_paths(path):
+        for n, rec in iter_records(f):
+            try:
+                if isinstance(rec, DataError):
+                    raise rec
+                text = _prompt_text(rec).strip()
+                if not text:
+                    raise DataError("empty prompt", field="prompt", reason="empty_prompt")
+            except DataError as e:
+                skipped[e.reason] += 1
+                continue
+            rid = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
+            out.append((str(rid if rid is not None else f"{Path(f).stem}:{n}"), text))
+            if limit and len(out) >= limit:
+                return out, skipped
+    return out, skipped
+
+
+def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: PreferencesConfig) -> list[list[str]]:
+    from instructkit.eval.api import GenerateRequest
+
+    out: list[list[str]] = []
+    for i in range(0, len(prompts), cfg.batch_size):
+        reqs = [GenerateRequest(messages=[{"role": "user", "content": p}], max_new_tokens=cfg.max_new_tokens,
+                                temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n, seed=cfg.seed + i + k)
+                for k, (_, p) in enumerate(prompts[i:i + cfg.batch_size])]
+        out += [list(r.texts) for r in backend.generate(reqs)]
+    return out
+
+
+def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig, out: Path,
+                    stats: Counter) -> list[tuple[int, int, int]]:
+    """``(prompt index, winner sample, loser sample)`` for every pair both judge orders agree on."""
+    from instructkit.eval.judge_cli import make_backend
+    from instructkit.eval.judge_io import AnswerSet, Question
+    from instructkit.eval.judge_run import run_judge
+
+    qs = [Question(id=pid, turns=[p]) for pid, p in prompts]
+    aset = AnswerSet()
+    for (pid, _), samples in zip(prompts, answers):
+        for k, a in enumerate(samples):
+            aset.answers.setdefault(f"s{k}", {})[pid] = [a]
+    judge = make_backend(cfg.judge)
+    chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
+    summary = run_judge(qs, aset, judge, mode="pairwise", out=out / "judge", verdict=cfg.verdict,
+                        chat_format=chat_format, chunk=cfg.batch_size, progress=False, seed=cfg.seed)
+    stats.update({f"judge_error_{k}": v for k, v in summary["errors"].items()})
+    index = {pid: i for i, (pid, _) in enumerate(prompts)}
+    wins = []
+    for line in (out / "judge" / "verdicts.jsonl").read_text().splitlines():
+        v = json.loads(line)
+        a, b = int(v["model_a"][1:]), int(v["model_b"][1:])
+        if v.get("error"):
+            stats["dropped_judge_error"] += 1
+        elif v["winner"] == "tie":
+            stats["tied_inconsistent" if not v.get("consistent", True) else "tied"] += 1
+        else:
+            w, l = (a, b) if v["winner"] == "model_a" else (b, a)
+            wins.append((index[v["question_id"]], w, l))
+    return wins
+
+
+def rank_with_reward(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig,
+                     stats: Counter) -> list[tuple[int, int, int]]:
+    from instructkit.train.preference.reward import RewardScorer
+
+    if not cfg.reward_model:
+        raise InstructkitError("ranker=reward needs reward_model= (a folder written by train.objective=reward)")
+    scorer = RewardScorer(cfg.reward_model)
+    wins = []
+    for i, ((_, p), samples) in enumerate(zip(prompts, answers)):
+        scores = scorer.score([[{"role": "user", "content": p}]] * len(samples), samples)
+        for a, b in itertools.combinations(range(len(samples)), 2):
+            if scores[a] == scores[b]:
+                stats["tied"] += 1
+                continue
+            wins.append((i, a, b) if scores[a] > scores[b] else (i, b, a))
+    return wins
+
+
+def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
+    """Sample, rank, write ``preferences.jsonl`` + ``report.json``; returns the stage outputs."""
+    from instructkit.eval.judge_cli import make_backend
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts, skipped = read_prompts(cfg.prompts, cfg.limit)
+    if not prompts:
+        raise InstructkitError(f"{cfg.prompts}: no usable prompt (skipped: {dict(skipped)})")
+    samples_file = out / "samples.jsonl"
+    if samples_file.is_file():  # resume: sampling is the slow part
+        answers = [json.loads(x)["answers"] for x in samples_file.read_text().splitlines()]
+    else:
+        random.seed(cfg.seed)
+        answers = sample_answers(make_backend(cfg.model), prompts, cfg)
+        samples_file.write_text("".join(json.dumps({"id": pid, "prompt": p, "answers": a}, ensure_ascii=False) + "\n"
+                                        for (pid, p), a in zip(prompts, answers)))
+    stats: Counter = Counter(prompts=len(prompts), samples=sum(len(a) for a in answers))
+    stats.update({f"prompt_skipped_{k}": v for k, v in skipped.items()})
+    # identical samples make no comparison: keep one of each per prompt, count the rest
+    uniq = []
+    for a in answers:
+        keep = [x for x in dict.fromkeys(s.strip() for s in a) if x]
+        stats["dropped_identical_or_empty"] += len(a) - len(keep)
+        uniq.append(keep)
+    stats["candidate_pairs"] = sum(len(a) * (len(a) - 1) // 2 for a in uniq)
+    wins = (rank_with_judge(prompts, uniq, cfg, out, stats) if cfg.ranker == "judge"
+            else rank_with_reward(prompts, uniq, cfg, stats))
+    data = out / "preferences.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for i, w, l in wins:
+            f.write(json.dumps({"id": f"{prompts[i][0]}:{w}>{l}", "prompt": prompts[i][1], "chosen": uniq[i][w],
+                                "rejected": uniq[i][l], "ranker": cfg.ranker}, ensure_ascii=False) + "\n")
+    stats["pairs_written"] = len(wins)
+    report = {"config": cfg.model_dump(), "counts": dict(stats)}
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return {"data": str(data), "report": str(out / "report.json"), "pairs": len(wins), "counts": dict(stats)}
+
+
+def stage(ctx: Any, cfg: PreferencesConfig) -> dict[str, Any]:
+    """Pipeline stage ``synth.preferences``; input ``model`` (e.g. ``sft.model``) replaces ``cfg.model``."""
+    m = ctx.inputs.get("model")
+    if m:
+        cfg = cfg.model_copy(update={"model": str(m.get("model") if isinstance(m, dict) else m)})
+    res = run_preferences(cfg, ctx.out)
+    ctx.console.print(f"preference pairs: {res['pairs']} ({res['counts']})")
+    return res
+
+
+def prompt_files(cfg: PreferencesConfig) -> list[str]:
+    return [cfg.prompts] if Path(cfg.prompts).exists() else []
+
+
+def preferences_cmd(
+        out: Path = typer.Option(..., "--out", help="Output folder (rerun the same command to resume)."),
+        prompts: Optional[str] = typer.Option(None, help="Prompt file: prompt | messages | instruction | turns."),
+        n: Optional[int] = typer.Option(None, "-n", help="Answers sampled per prompt."),
+        model: Optional[str] = typer.Option(None, help="Policy: model reference or OpenAI-compatible URL."),
+        ranker: Optional[str] = typer.Option(None, help="judge (pairwise, position swap) | reward."),
+        judge: Optional[str] = typer.Option(None, help="Judge model reference or URL (ranker=judge)."),
+        reward_model: Optional[str] = typer.Option(None, "--reward-model", help="Reward-model folder (ranker=reward)."),
+        limit: Optional[int] = typer.Option(None, help="First N prompts only."),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML file with these settings."),
+        overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. temperature=1.0.")) -> None:
+    """RLAIF preference pairs: sample N answers per prompt, rank with the judge or a reward model; every
+    dropped or tied pair counted in report.json."""
+    from rich.console import Console
+
+    from instructkit.config.base import load_config
+
+    flags = {"prompts": prompts, "n": n, "model": model, "ranker": ranker, "judge": judge,
+             "reward_model": reward_model, "limit": limit}
+    cfg = load_config(PreferencesConfig, config, [f"{k}={v}" for k, v in flags.items() if v is not None]
+                      + list(overrides or []))
+    res = run_preferences(cfg, out)
+    Console().print(f"{res['pairs']} preference pairs -> {res['data']}\ncounts: {res['counts']}", highlight=False)

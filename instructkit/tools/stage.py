@@ -1,0 +1,132 @@
+"""Pipeline stages of the LaMDA-toolset recipe (``recipes/lamda_tools.yaml``).
+
+* ``tools.convert_gsm8k``: GSM8K solutions with ``<<a=b>>`` annotations -> tool-call conversations;
+* ``tools.gsm8k_eval``: a model on a fixed GSM8K test subset, with and without the calculator in the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field
+
+from instructkit.config.base import Section
+
+
+class ConvertGsm8kConfig(Section):
+    source: Optional[str] = Field(None, description="GSM8K JSONL (question, answer); default: "
+                                  "$INSTRUCTKIT_SHARED or ../shared/data, gsm8k/train.jsonl.")
+    limit: Optional[int] = Field(None, description="Keep at most this many conversations.")
+    offset: int = Field(0, description="Skip the first N records.")
+    tools: bool = Field(True, description="Tool-call conversations (false: plain CoT, annotations removed).")
+
+
+class Gsm8kToolEvalConfig(Section):
+    test: Optional[str] = Field(None, description="GSM8K test JSONL; default: the shared data's gsm8k/test.jsonl.")
+    n: int = Field(50, description="Size of the fixed test subset (items offset..offset+n).")
+    offset: int = Field(0, description="First test item.")
+    model: Optional[str] = Field(None, description="Model to score (default: input 'model', else the recipe's).")
+    template: str = Field("chatml_tools", description="Tools-aware chat template used for prompts.")
+    parser: str = Field("hermes", description="Tool-call format: hermes, llama3_json, mistral, react.")
+    max_calls: int = Field(8, description="Tool calls executed per problem at most (the loop's K).")
+    max_new_tokens: int = Field(200, description="Tokens per generation round.")
+    batch_size: int = Field(8, description="Problems generated together.")
+
+
+def _shared(path: Optional[str], name: str) -> str:
+    if path:
+        return path
+    from instructkit.eval.datasets import shared_data_dir
+    return str(shared_data_dir() / "gsm8k" / name)
+
+
+def convert_files(cfg: ConvertGsm8kConfig) -> list[str]:
+    return [_shared(cfg.source, "train.jsonl")]
+
+
+def eval_files(cfg: Gsm8kToolEvalConfig) -> list[str]:
+    return [_shared(cfg.test, "test.jsonl")]
+
+
+def convert_gsm8k(ctx: Any, cfg: ConvertGsm8kConfig) -> dict:
+    import json
+
+    from instructkit.data.convert_tools import convert_gsm8k as run
+
+    rep = run(_shared(cfg.source, "train.jsonl"), ctx.out / "data.jsonl", limit=cfg.limit, offset=cfg.offset, tools=cfg.tools)
+    (ctx.out / "report.json").write_text(json.dumps(rep, indent=1))
+    c = rep["counts"]
+    rejected = {k: v for k, v in c.items() if k not in ("read", "kept", "calls")}
+    ctx.console.print(f"GSM8K -> tool conversations: read {c.get('read', 0)}, kept {c.get('kept', 0)}, "
+                      f"{c.get('calls', 0)} calculator calls, rejected {rejected or 0}")
+    return {"data": str(ctx.out / "data.jsonl"), "report": str(ctx.out / "report.json"), "kept": c.get("kept", 0)}
+
+
+def gsm8k_eval(ctx: Any, cfg: Gsm8kToolEvalConfig) -> dict:
+    from instructkit.tools.experiment import gsm8k_tool_eval
+
+    model = cfg.model or ctx.inputs.get("model") or ctx.recipe.model.name_or_path
+    res = gsm8k_tool_eval(str(model), _shared(cfg.test, "test.jsonl"), ctx.out, n=cfg.n, offset=cfg.offset, template=cfg.template,
+                          parser=cfg.parser, max_calls=cfg.max_calls, max_new_tokens=cfg.max_new_tokens,
+                          batch_size=cfg.batch_size,
+                          progress=lambda k, n: ctx.console.print(f"  gsm8k tools eval: {k}/{n}"))
+    ctx.console.print((ctx.out / "report.md").read_text(), highlight=False, markup=False)
+    from instructkit.eval.metrics import mean_stderr
+
+    rows = [__import__("json").loads(line) for line in (ctx.out / "predictions.jsonl").read_text().splitlines()]
+    scores = {}
+    for mode in res["modes"]:  # the shape the report stage reads (value, stderr per task)
+        value, se = mean_stderr([r[mode]["correct"] for r in rows])
+        scores[f"gsm8k_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": value, "stderr": se}
+    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"), "scores": scores,
+            "model": str(model)}
+
+
+class PeopleQaConfig(Section):
+    n_people: int = Field(120, description="People in the generated directory (the corpus to index).")
+    n_train: int = Field(200, description="Tool conversations (search call, result, grounded answer).")
+    n_test: int = Field(60, description="Held-out questions.")
+
+
+class RetrievalEvalConfig(Section):
+    n: int = Field(50, description="Questions scored (the first n of the test file).")
+    model: Optional[str] = Field(None, description="Model to score (default: input 'model', else the recipe's).")
+    template: str = Field("chatml_tools", description="Tools-aware chat template used for prompts.")
+    parser: str = Field("hermes", description="Tool-call format.")
+    max_calls: int = Field(4, description="Tool calls executed per question at most.")
+    max_new_tokens: int = Field(64, description="Tokens per generation round.")
+    batch_size: int = Field(8, description="Questions generated together.")
+
+
+def people_qa(ctx: Any, cfg: PeopleQaConfig) -> dict:
+    from instructkit.data.convert_tools import build_people_qa
+
+    rep = build_people_qa(ctx.out, n_people=cfg.n_people, n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed)
+    ctx.console.print(f"people directory: {rep['people']} passages indexed, {rep['n_train']} tool conversations, "
+                      f"{rep['n_test']} test questions")
+    return rep
+
+
+def retrieval_eval(ctx: Any, cfg: RetrievalEvalConfig) -> dict:
+    from instructkit.errors import ConfigError
+    from instructkit.eval.metrics import mean_stderr
+    from instructkit.tools.experiment import retrieval_qa_eval
+
+    for k in ("test", "index"):
+        if k not in ctx.inputs:
+            raise ConfigError(f"tools.retrieval_eval needs input {k!r} (e.g. inputs: {{test: people.test, "
+                              "index: people.index}})")
+    model = cfg.model or ctx.inputs.get("model") or ctx.recipe.model.name_or_path
+    res = retrieval_qa_eval(str(model), ctx.inputs["test"], ctx.inputs["index"], ctx.out, n=cfg.n,
+                            template=cfg.template, parser=cfg.parser, max_calls=cfg.max_calls,
+                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                            progress=lambda k, n: ctx.console.print(f"  retrieval QA eval: {k}/{n}"))
+    ctx.console.print((ctx.out / "report.md").read_text(), highlight=False, markup=False)
+    import json
+    rows = [json.loads(line) for line in (ctx.out / "predictions.jsonl").read_text().splitlines()]
+    scores = {}
+    for mode in res["modes"]:
+        value, se = mean_stderr([r[mode]["correct"] for r in rows])
+        scores[f"retrieval_qa_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": value, "stderr": se}
+    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"), "scores": scores,
+            "model": str(model)}

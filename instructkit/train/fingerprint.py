@@ -1,0 +1,56 @@
+"""What makes a resumed run the SAME run: a fingerprint stored in every checkpoint and checked on resume.
+
+Exact resume replays the data order from ``(seed, epoch)`` and skips ``step_in_epoch * grad_accum``
+micro-batches. That is only the same run when the rows, their order, the batch geometry and the schedule
+are unchanged; otherwise the resumed run silently trains on other examples (or twice on the same) with
+another LR curve. So every checkpoint stores the fingerprint below, and resume refuses a mismatch with a
+message naming each field that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+from instructkit.errors import ConfigError
+
+#: field -> what a user changed when it differs (the error message)
+FIELDS = {
+    "seed": "the seed (data order)",
+    "total_steps": "the number of optimizer steps (epochs / max_steps; the LR schedule depends on it)",
+    "world_size": "the number of processes",
+    "micro_batch_size": "train.micro_batch_size",
+    "grad_accum": "train.grad_accum",
+    "packing": "train.packing",
+    "n_rows": "the number of training rows (data, max_length or pack_tokens)",
+    "data": "the training rows themselves (data files, template, tokenizer, max_length or packing)",
+}
+
+
+def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
+    """sha256 over every row's input ids and labels, in order (~1 s per million tokens)."""
+    h = hashlib.sha256()
+    for r in rows:
+        for key in ("input_ids", "labels"):
+            h.update(r[key].numpy().tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:20]
+
+
+def run_fingerprint(rows: Sequence[dict[str, Any]], *, seed: int, total_steps: int, world_size: int,
+                    micro_batch_size: int, grad_accum: int, packing: bool) -> dict[str, Any]:
+    return {"seed": seed, "total_steps": total_steps, "world_size": world_size, "micro_batch_size": micro_batch_size,
+            "grad_accum": grad_accum, "packing": packing, "n_rows": len(rows), "data": rows_digest(rows)}
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any], checkpoint: Any) -> None:
+    """Raise ConfigError naming every field where the checkpoint's run and this run differ.
+
+    Checkpoints written before fingerprints existed carry only seed and total_steps: those are compared."""
+    stored = saved.get("fingerprint") or {k: saved[k] for k in ("seed", "total_steps") if k in saved}
+    changed = [f"{FIELDS[k]}: checkpoint {stored[k]!r}, now {current[k]!r}"
+               for k in FIELDS if k in stored and k in current and stored[k] != current[k]]
+    if changed:
+        raise ConfigError(f"cannot resume from {checkpoint}: this is not the same run. Changed since the "
+                          f"checkpoint: " + "; ".join(changed) + ". Restore the settings, or start a new run "
+                          "in another output_dir (or without --resume)")

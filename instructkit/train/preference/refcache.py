@@ -1,0 +1,108 @@
+"""The DPO reference: its log-probs are computed once, before training, and cached on disk.
+
+So no second model is held in memory during training and no reference forward runs in the loop: every
+row carries its pairs' reference sums (see ``batches.attach_reference``). With LoRA/DoRA/QLoRA the
+reference is the base model with the adapter disabled; with full fine-tuning it is the model as loaded,
+before the first step (a resumed run finds the cache computed from those same initial weights).
+
+Cache file: ``<cache_dir>/refcache/<key>.pt`` holding a ``[pairs, 2]`` float32 tensor (chosen, rejected)
+and the key's parts. The key hashes the data fingerprint (token ids and masks of every pair: data,
+tokenizer, template and max length), the model (name plus a digest of its weights), the template source,
+the max length and the dtype: a changed template or model invalidates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from instructkit.train.preference.batches import collate_pairs, sequence_logprobs
+
+log = logging.getLogger("instructkit.train")
+#: reference forward passes run by this process (tests assert the training loop adds none)
+FORWARDS = 0
+
+
+def default_cache_dir() -> Path:
+    from instructkit.models import cache_dir
+    return cache_dir() / "refcache"
+
+
+def weights_digest(lm: Any) -> str:
+    """Cheap content digest of the base weights (adapter weights excluded: the reference ignores them)."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in lm.named_parameters():
+            if "lora_" in name or "modules_to_save" in name:
+                continue
+            x = p.detach().float()
+            h.update(f"{name}:{tuple(p.shape)}:{x.sum().item():.6e}:{x.abs().sum().item():.6e}".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(*, data_fingerprint: str, model_name: str, weights: str, template_source: str, max_length: int | None,
+              dtype: str) -> dict[str, Any]:
+    return {"data": data_fingerprint, "model": model_name, "weights": weights,
+            "template": hashlib.sha256(template_source.encode()).hexdigest()[:16], "max_length": max_length,
+            "dtype": dtype}
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _adapter_off(lm: Any) -> Any:
+    return lm.disable_adapter() if hasattr(lm, "disable_adapter") else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def compute_reference(lm: Any, rows: Sequence[dict[str, torch.Tensor]], n_pairs: int, device: Any,
+                      chunk: int = 4096, progress: bool = False) -> torch.Tensor:
+    """``[n_pairs, 2]`` reference sums, one forward per row, adapter disabled, eval mode."""
+    global FORWARDS
+    from tqdm.auto import tqdm
+
+    out = torch.zeros(n_pairs, 2)
+    was_training = lm.training
+    lm.eval()
+    try:
+        with _adapter_off(lm):
+            for r in tqdm(rows, desc="reference log-probs", disable=not progress, unit="row"):
+                batch = collate_pairs([r])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                sums, _ = sequence_logprobs(lm, batch, chunk)
+                FORWARDS += 1
+                out[r["pair_ids"]] = sums.float().view(-1, 2).cpu()
+    finally:
+        lm.train(was_training)
+    return out
+
+
+def reference_logprobs(lm: Any, rows: Sequence[dict[str, torch.Tensor]], n_pairs: int, key: dict[str, Any], *,
+                       accelerator: Any, cache_dir: str | Path | None = None, chunk: int = 4096,
+                       progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Load the cached reference sums for ``key`` or compute and store them (main process; others wait)."""
+    path = Path(cache_dir or default_cache_dir()) / f"{_digest(key)}.pt"
+    info = {"path": str(path), "key": key}
+    if not path.is_file() and accelerator.is_main_process:
+        ref = compute_reference(lm, rows, n_pairs, accelerator.device, chunk, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"key": key, "ref": ref}, tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half cache
+        log.info("reference log-probs: computed for %d pairs -> %s", n_pairs, path)
+        accelerator.wait_for_everyone()
+        return ref, {**info, "cached": False}
+    accelerator.wait_for_everyone()
+    saved = torch.load(path, weights_only=False)
+    if saved["key"] != key or saved["ref"].shape != (n_pairs, 2):
+        raise RuntimeError(f"{path}: reference cache does not match its key (delete the file)")
+    log.info("reference log-probs: cache hit %s", path)
+    return saved["ref"], {**info, "cached": True}

@@ -1,0 +1,98 @@
+"""Reward model: the LM with a scalar head, trained with the Bradley-Terry pairwise loss, and a scorer the
+judge/eval stage and ``synth preferences`` use to rank answers.
+
+The head is transformers' ``*ForSequenceClassification`` (``num_labels=1``) so the saved folder loads
+with ``AutoModelForSequenceClassification``; but the score is read by us, at each sequence's last trained
+token (its end-of-turn token), because transformers locates "the last token" through the pad id, which
+with pad == eos (SmolLM2) is the first end-of-turn, not the last.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from instructkit.train.preference.batches import last_token_index
+from instructkit.train.preference.losses import bradley_terry
+from instructkit.train.preference.objectives import PairMetrics
+
+
+def to_reward_model(causal_lm: Any) -> Any:
+    """A sequence-classification model (1 label) sharing the causal LM's body weights; new scalar head."""
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = causal_lm.config.__class__.from_dict(causal_lm.config.to_dict())
+    cfg.num_labels = 1
+    cfg.pad_token_id = causal_lm.config.pad_token_id if causal_lm.config.pad_token_id is not None \
+        else causal_lm.config.eos_token_id
+    rm = AutoModelForSequenceClassification.from_config(cfg)
+    missing, unexpected = rm.base_model.load_state_dict(causal_lm.base_model.state_dict(), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"reward model body does not fit the LM: {missing[:3]} {unexpected[:3]}")
+    return rm.to(dtype=next(causal_lm.parameters()).dtype)
+
+
+def score_head(rm: nn.Module) -> nn.Module:
+    return rm.score if hasattr(rm, "score") else rm.get_output_embeddings()
+
+
+class RewardLoss(PairMetrics):
+    KEYS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy")
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        if not hasattr(lm, "score"):
+            from instructkit.errors import ConfigError
+            raise ConfigError("train.objective=reward needs a model with a scalar head (method full; the "
+                              "adapter methods do not train a new head yet)")
+        self.lm = lm
+
+    def rewards(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.lm.base_model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                    use_cache=False).last_hidden_state[0]
+        return self.lm.score(hidden[last_token_index(batch)]).squeeze(-1).float()
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor, seg: torch.Tensor,
+                n_pairs: torch.Tensor, **_: Any) -> torch.Tensor:
+        r = self.rewards({"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "seg": seg,
+                          "n_pairs": n_pairs})
+        rc, rr = r[0::2], r[1::2]
+        self._add({"rewards_chosen": rc, "rewards_rejected": rr, "reward_margin": rc - rr,
+                   "reward_accuracy": (rc > rr).float()})
+        return bradley_terry(rc, rr).sum()
+
+
+class RewardScorer:
+    """``score(prompts, answers) -> rewards``: a trained reward model folder (RUN/model) as a ranker."""
+
+    def __init__(self, path: str, template: str | None = None, max_length: int = 2048, device: str = "cpu"):
+        from transformers import AutoModelForSequenceClassification
+
+        from instructkit.chat import Renderer
+        from instructkit.models import load_tokenizer
+
+        self.tokenizer = load_tokenizer(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.renderer = Renderer(self.tokenizer, template, max_length)
+        self.loss = RewardLoss(self.model)
+        self.device = device
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[list[dict[str, Any]]], answers: Sequence[str]) -> list[float]:
+        from instructkit.chat import Conversation
+        from instructkit.train.packing import shift_labels
+
+        out = []
+        for msgs, ans in zip(prompts, answers):
+            conv = Conversation.from_messages([{**m, "train": False} for m in msgs]
+                                              + [{"role": "assistant", "content": ans}])
+            ids, labels = self.renderer(conv)
+            lab = shift_labels(labels)
+            seg = [0 if t != -100 else -1 for t in lab]
+            # one sequence as the "chosen" slot of a one-pair batch (the empty rejected slot is ignored)
+            batch = {"input_ids": torch.tensor([ids]), "position_ids": torch.arange(len(ids))[None],
+                     "seg": torch.tensor([seg]), "n_pairs": torch.tensor(1)}
+            out.append(float(self.loss.rewards({k: v.to(self.device) for k, v in batch.items()})[0]))
+        return out
