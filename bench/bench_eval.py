@@ -213,6 +213,7 @@ def accuracy(items_of: list, run: dict) -> float:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=["mmlu", "gsm8k", "bbh"], choices=["mmlu", "gsm8k", "bbh"])
     ap.add_argument("--subjects", type=int, default=5)
@@ -226,6 +227,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fast-dtype", default=None, help="dtype of the ours_fast run (default: what --dtype auto picks; "
                                                        "not run when that is float32)")
+    ap.add_argument("--out", default=str(OUT), help="folder for data, generated lm-eval tasks, bench_eval.json")
+    ap.add_argument("--no-fast", action="store_true", help="skip the ours_fast (auto dtype) contender")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--data-dir", default=str(SHARED))
     ap.add_argument("--timeout", type=float, default=3600)
@@ -233,6 +236,7 @@ def main() -> None:
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    OUT = Path(args.out).resolve()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if args.variant:
@@ -243,10 +247,10 @@ def main() -> None:
     args.path = resolve_model(args.model)
     fast, why = (args.fast_dtype, "--fast-dtype") if args.fast_dtype else resolve_dtype("auto")
     sets = build_sets(args)
-    names = write_lm_eval_tasks(sets)
-    variants = ["lm_eval", "ours"] + (["ours_fast"] if fast != "float32" else [])
+    write_lm_eval_tasks(sets)
+    variants = ["lm_eval", "ours"] + (["ours_fast"] if fast != "float32" and not args.no_fast else [])
     print(f"model {args.path}; dtype auto -> {fast} ({why}); variants {variants}", flush=True)
-    passthrough = ["--path", args.path, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+    passthrough = ["--out", str(OUT), "--path", args.path, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                    "--subjects", str(args.subjects), "--mmlu-n", str(args.mmlu_n), "--gsm8k-n", str(args.gsm8k_n),
                    "--bbh-n", str(args.bbh_n), "--max-new-tokens", str(args.max_new_tokens), "--data-dir", args.data_dir,
                    "--fast-dtype", fast, "--bbh-tasks", *args.bbh_tasks]

@@ -85,8 +85,8 @@ async def load(base_url: str, model: str, clients: int, per_client: int, lengths
                         fin = ch.choices[0].finish_reason
                     if ch.usage:
                         used = ch.usage.completion_tokens
-                if used is None:  # a server without include_usage support: count is unknown, not lost
-                    used = 0
+                if used is None:  # a server without include_usage (FastChat): count the streamed text's tokens
+                    used = len(TOK["tok"](text, add_special_tokens=False)["input_ids"])
                 ttft.append((first or time.perf_counter()) - t0)
             else:
                 r = await ac.chat.completions.create(model=model, messages=msgs, max_tokens=mt, temperature=0)
@@ -106,19 +106,24 @@ async def load(base_url: str, model: str, clients: int, per_client: int, lengths
     await asyncio.gather(*[client(i) for i in range(clients)])
     wall = time.perf_counter() - t0
     return {"requests": clients * per_client, "errors": len(errors), "error_samples": errors[:3],
-            "bad_responses": len(bad), "wall_s": round(wall, 1), "completion_tokens": tokens,
+            "bad_responses": len(bad), "bad_samples": bad[:3], "wall_s": round(wall, 1), "completion_tokens": tokens,
             "tokens_per_s": round(tokens / wall, 1), "p50_latency_s": round(pct(lat, 50), 2),
             "p99_latency_s": round(pct(lat, 99), 2), "p50_ttft_s": round(pct(ttft, 50), 2),
             "p99_ttft_s": round(pct(ttft, 99), 2)}
 
 
 THREADS = {"n": 1}
+TOK: dict[str, Any] = {}
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen:
     # every contender gets the same torch/OpenMP thread count: on a shared, oversubscribed CPU two spinning
     # OpenMP threads per process made SmolLM2 decoding 15x slower than one (measured: 219 s vs 14 s)
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS["n"]), MKL_NUM_THREADS=str(THREADS["n"]))
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS["n"]), MKL_NUM_THREADS=str(THREADS["n"]),
+               # FastChat's api server gives up on its worker after 100 s by default (httpx ReadTimeout ->
+               # the client's connection drops); requests queued behind the worker's semaphore on a
+               # loaded CPU exceed that, so give it the same patience our clients have
+               FASTCHAT_WORKER_API_TIMEOUT="1800")
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
@@ -150,11 +155,14 @@ def run_fastchat(path: str, args: argparse.Namespace, logdir: Path) -> dict[str,
                    logdir / "fc_controller.log")]
     try:
         time.sleep(5)
-        procs.append(start([py, "-m", "fastchat.serve.model_worker", "--model-path", path, "--device", "cpu",
+        procs.append(start([py, __file__, "--fastchat-worker", "--model-path", path, "--device", "cpu",
                             "--host", "127.0.0.1", "--port", str(w), "--worker-address", f"http://127.0.0.1:{w}",
-                            "--controller-address", f"http://127.0.0.1:{c}", "--model-names", "smollm2"],
+                            "--controller-address", f"http://127.0.0.1:{c}", "--model-names", "smollm2",
+                            # ChatML without a one-shot preamble (the default for an unknown path is
+                            # "one_shot": ~400 extra prompt tokens); stops on id 2 = SmolLM2's <|im_end|>
+                            "--conv-template", "Yi-34b-chat"],
                            logdir / "fc_worker.log"))
-        procs.append(start([py, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(a),
+        procs.append(start([py, __file__, "--fastchat-api", "--host", "127.0.0.1", "--port", str(a),
                             "--controller-address", f"http://127.0.0.1:{c}"], logdir / "fc_api.log"))
         wait_http(f"http://127.0.0.1:{a}/v1/models", 600)
         return asyncio.run(load(f"http://127.0.0.1:{a}/v1", "smollm2", args.clients, args.requests, args.lengths))
@@ -187,7 +195,46 @@ def run_hf(model: str, args: argparse.Namespace) -> dict[str, Any]:
             "note": "one request at a time, no concurrency (latency excludes queueing)"}
 
 
+def fastchat_worker(argv: list[str]) -> None:
+    """FastChat's model_worker with one fix: fschat 0.2.36 reads ``config.rope_scaling["factor"]``, which
+    transformers 5 configs no longer carry (``{'rope_type': 'default', ...}``): KeyError at start-up."""
+    import runpy
+
+    import fastchat.utils as fu
+
+    def get_context_length(config: Any) -> int:
+        rs = getattr(config, "rope_scaling", None) or {}
+        factor = rs.get("factor", 1) if isinstance(rs, dict) else 1
+        for key in fu.SEQUENCE_LENGTH_KEYS:
+            val = getattr(config, key, None)
+            if val is not None:
+                return int(factor * val)
+        return 2048
+    fu.get_context_length = get_context_length
+    sys.argv = ["fastchat.serve.model_worker", *argv]
+    runpy.run_module("fastchat.serve.model_worker", run_name="__main__")
+
+
+def fastchat_api(argv: list[str]) -> None:
+    """FastChat's openai_api_server with one fix: its stream generator calls pydantic-v1
+    ``chunk.json(ensure_ascii=False)``, a TypeError under pydantic 2 (every streamed request fails)."""
+    import runpy
+
+    import pydantic
+
+    def json_v1(self: Any, **kw: Any) -> str:
+        kw.pop("ensure_ascii", None)
+        return self.model_dump_json(**kw)
+    pydantic.BaseModel.json = json_v1  # type: ignore[method-assign]
+    sys.argv = ["fastchat.serve.openai_api_server", *argv]
+    runpy.run_module("fastchat.serve.openai_api_server", run_name="__main__")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--fastchat-worker":
+        return fastchat_worker(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "--fastchat-api":
+        return fastchat_api(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--contenders", default="instructkit,fastchat,hf")
@@ -204,6 +251,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from instructkit.models import resolve_model
     path = resolve_model(args.model)
+    from instructkit.models import load_tokenizer
+    TOK["tok"] = load_tokenizer(args.model)
     logdir = Path(args.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     print(f"load avg at start: {os.getloadavg()}; clients={args.clients} x requests={args.requests}, "

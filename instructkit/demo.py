@@ -1,10 +1,12 @@
 """``instructkit demo``: the FLAN held-out experiment, scaled down to the embedded model and this CPU.
 
-data (built-in task suite, nli + coreference held out) -> train (LoRA on SmolLM2-135M-Instruct, and
+A recipe run (``instructkit run`` on the stages of :func:`with_stages`, cached by fingerprint): data (built-in
+task suite, nli + coreference held out) -> train (LoRA on SmolLM2-135M-Instruct, and
 an oracle LoRA on the held-out tasks themselves) -> report (zero-shot base / tuned / oracle on >= 200
 distinct examples per held-out task with 95% CIs, chance level, a verdict per cluster; seen clusters as
-the sanity check; contamination check). The steps are :mod:`instructkit.experiments.heldout`; this
-module only holds the demo's scale (:func:`demo_recipe`) and prints.
+the sanity check; contamination check). The stages are the pipeline's mix / train / eval.held_out (the
+library functions :mod:`instructkit.experiments.heldout` also uses); this module holds the demo's scale
+(:func:`demo_recipe`, :func:`with_stages`) and prints.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ SEEN_FIRST = ["sentiment_movie", "topic_news", "paraphrase_facts"]
 
 def demo_recipe(out: Path, model: str, per_task: int, steps: int | None, method: str, lr: float) -> Any:
     """The demo's scale: every suite task (seen ones capped at ``per_task``), zero-shot prompts with or
-    without an OPTIONS list, the training ``plain`` template, LoRA in bf16 (2x faster on this CPU)."""
+    without an OPTIONS list, the training ``plain`` template, LoRA in ``dtype: auto`` (bf16 where this machine's
+    bf16 GEMMs are measured faster - 2x on AVX512-BF16 CPUs - else fp32, where bf16 would be 8-70x slower)."""
     from instructkit.config.base import validate
     from instructkit.data.tasks import builtin_tasks
     from instructkit.recipe import Recipe
@@ -30,7 +33,7 @@ def demo_recipe(out: Path, model: str, per_task: int, steps: int | None, method:
     return validate(Recipe, {
         "name": "demo", "output_dir": str(out), "seed": 0,
         "description": "FLAN held-out experiment (demo scale)",
-        "model": {"name_or_path": model, "chat_template": "plain", "dtype": "bfloat16" if method != "full" else "float32"},
+        "model": {"name_or_path": model, "chat_template": "plain", "dtype": "auto" if method != "full" else "float32"},
         "mix": {"tasks": tasks, "hold_out": HELD_OUT, "cap": per_task, "rate_cap": per_task, "options_prob": 0.5},
         "data": {"max_length": 512},
         "train": {"method": method, "lr": lr, "epochs": 1.0, "max_steps": steps, "micro_batch_size": 1,
@@ -49,22 +52,51 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folde
          limit: int = typer.Option(200, "--limit", help="Distinct evaluation examples per task."),
          max_seen: int = typer.Option(3, "--max-seen", help="Seen tasks evaluated as the sanity check.")) -> None:
     """Instruction-tune the embedded default model on built-in tasks; report held-out gains with controls."""
+    import json
     import shlex
     import sys
 
     from rich.console import Console
 
     from instructkit.eval.cli import print_report
-    from instructkit.experiments.heldout import run_heldout
+    from instructkit.pipeline.runner import run
 
     con = Console()
     cmd = "instructkit demo " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    recipe = demo_recipe(out, model, per_task, steps, method, lr)
+    recipe = with_stages(demo_recipe(out, model, per_task, steps, method, lr), oracle_per_task, limit, max_seen)
     con.rule("[bold]FLAN held-out experiment: hold out nli + coreference, train on the other 10 clusters")
-    rep = run_heldout(recipe, out, oracle_per_task=oracle_per_task, limit=limit, templates="one",
-                      max_seen=max_seen, console=con, command=cmd)
+    # the demo is a recipe run: stages are cached, so a rerun with other eval settings only re-evaluates
+    res = run(recipe, console=con)
+    rep = json.loads(Path(res["eval"]["outputs"]["report"]).read_text())
     con.rule("[bold]zero-shot accuracy per cluster, 95% CI (bootstrap over examples)")
     print_report(con, rep)  # its "reproduce" line re-runs the evaluation of these trained models
-    t = rep["experiment"]["total"]
-    con.print(f"\nwall {t['wall_s']:.0f} s (CPU {t['cpu_s']:.0f} s; on an idle 2-core machine ~{t['idle_estimate_s']:.0f} s)")
-    con.print(f"report: {out / 'report' / 'report.md'}; the whole experiment again: {cmd}", markup=False)
+    ran = [v for v in res.values() if v["status"] == "ran"]
+    wall, cpu = sum(v["wall_s"] for v in ran), sum(v["cpu_s"] for v in ran)
+    # 2 cores: an idle machine would take about cpu_s / 2 (torch keeps both busy); a loaded one takes longer
+    con.print(f"\nwall {wall:.0f} s (CPU {cpu:.0f} s; on an idle 2-core machine ~{cpu / 2:.0f} s)"
+              + (f"; cached: {', '.join(n for n, v in res.items() if v['status'] == 'cached')}"
+                 if len(ran) < len(res) else ""))
+    con.print(f"report: {res['eval']['outputs']['markdown']}; stages: {out / 'run.json'}; the whole experiment "
+              f"again (cached stages are reused): {cmd}", markup=False)
+
+
+def with_stages(recipe: Any, oracle_per_task: int, limit: int, max_seen: int) -> Any:
+    """The demo as pipeline stages (see docs/recipes.md): mix -> train (tuned); oracle_mix -> oracle (the
+    same training on the held-out tasks' own training rows: the upper bound); eval.held_out -> report."""
+    from instructkit.config.base import validate
+    from instructkit.data.tasks import builtin_tasks
+
+    held = [t.id for t in builtin_tasks() if t.cluster in HELD_OUT]
+    stages = {
+        "mix": {"description": "The mixture without the held-out clusters."},
+        "train": {"inputs": {"data": "mix.mixture"}, "description": "The tuned model."},
+        "oracle_mix": {"kind": "mix", "config": {"mix": {"tasks": held, "hold_out": [], "cap": oracle_per_task,
+                                                         "rate_cap": oracle_per_task}}},
+        "oracle": {"kind": "train", "inputs": {"data": "oracle_mix.mixture"}},
+        "eval": {"kind": "eval.held_out", "inputs": {"manifest": "mix.manifest", "tuned": "train.model",
+                                                     "oracle": "oracle.model"},
+                 "config": {"limit": limit, "templates": "one", "max_seen": max_seen, "dtype": "auto",
+                            "batch_size": 16}},
+        "report": {"inputs": {"heldout": "eval"}},
+    }
+    return validate(type(recipe), {**recipe.model_dump(), "stages": stages}, "demo")

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import glob as _glob
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

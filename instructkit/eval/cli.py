@@ -77,6 +77,7 @@ def eval_main(
     config: Optional[Path] = typer.Option(None, "--config", help="Recipe YAML; its eval: section (+ model:) is used."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding bbh/ and gsm8k/ (default: $INSTRUCTKIT_SHARED or ../shared/data)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it is a non-empty folder that is not an eval output."),
+    tools: Optional[str] = typer.Option(None, "--tools", help="Generative tasks run through the tool loop with these tools (calculator, search, module:function); local models, template chatml_tools."),
 ) -> None:
     """Evaluate a model on tasks: rank classification, generation, CoT, self-consistency; resumable.
 
@@ -117,10 +118,18 @@ def eval_main(
                      also_ours=lambda names: set(names) <= {"results.json", "predictions.jsonl", "throughput.json",
                                                             "cache.jsonl"})
     lm = make_lm(ref, cfg, recipe.model.chat_template if config else None)
+    if cfg.dtype == "auto" and hasattr(lm, "device"):  # say what the probe picked, and why (issue #15)
+        from instructkit.models.dtype import resolve_dtype
+        console.print(f"dtype auto -> {lm.dtype}: {resolve_dtype('auto', lm.device.type)[1]}")
+    if tools:  # issue #13: the tool loop wraps the model (prompt -> user turn, final answer scored)
+        from instructkit.tools.loop import with_tools
+        lm = with_tools(lm, tools)
     res = evaluate(lm, sets, out_dir, self_consistency=cfg.self_consistency, temperature=cfg.temperature,
                    seed=cfg.seed, extra={"config": cfg.model_dump()})
     _print_results(console, res)
     console.print(f"throughput: {format_throughput(res['throughput'])}")
+    if tools:
+        console.print(f"tool calls: {dict(lm.stats)}")
     console.print(f"wrote {out_dir}/results.json, predictions.jsonl, throughput.json")
 
 

@@ -79,7 +79,7 @@ def oracle_recipe(recipe: Any, tasks: list[str], *, per_task: int = 300, train: 
 def run_heldout(recipe: Any, out: str | Path, *, base: str | None = None, oracle: bool = True,
                 oracle_per_task: int = 300, oracle_train: dict | None = None, held_out: list[str] | None = None,
                 oracle_tasks: list[str] | None = None, limit: int | None = 200, templates: str = "all",
-                max_seen: int | None = 4, dtype: str = "bfloat16", batch_size: int = 16,
+                max_seen: int | None = 4, dtype: str = "auto", batch_size: int = 16,
                 console: Any = None, command: str | None = None) -> dict:
     """Tuned (+ oracle) training and the held-out report; returns the report with ``experiment`` added.
 

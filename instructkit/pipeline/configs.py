@@ -17,5 +17,6 @@ class HeldOutConfig(Section):
     held_out: list[str] = Field(default_factory=list, description="Extra held-out evaluation refs beside the "
                                                                   "manifest's held-out tasks (task ids / YAML).")
     contamination: bool = Field(True, description="Run the 13-gram contamination check against the mixture.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Evaluation dtype.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="Evaluation dtype; auto = the fastest this machine has (measured probe).")
     batch_size: int = Field(16, ge=1, description="Rows per forward pass.")

@@ -120,16 +120,19 @@ class Splitter:
         # that is not additive falls back to rendering each candidate piece
         cost = [self.n_tokens(sys, p) for p in pairs]
         shared = cost[0] + cost[1] - self.n_tokens(sys, pairs[0] + pairs[1]) if len(pairs) > 1 else 0
-        pieces = self._greedy(pairs, lambda cur, k: shared + sum(cost[i] - shared for i in cur + [k]) <= self.max, rep, conv)
+        pieces = self._greedy(pairs, lambda cur, k: shared + sum(cost[i] - shared for i in cur + [k]) <= self.max)
         if any(self.n_tokens(sys, [m for i in p for m in pairs[i]]) > self.max for p in pieces):
             rep.counts["split_fallback_exact"] += 1
             pieces = self._greedy(pairs, lambda cur, k: self.n_tokens(sys, [m for i in cur + [k] for m in pairs[i]])
-                                  <= self.max, rep, conv, count=False)
+                                  <= self.max)
+        for _ in range(len(pairs) - sum(len(p) for p in pieces)):  # a pair alone over the limit
+            rep.drop("turn_pair_longer_than_max_tokens", conv["id"])
         rep.counts["split_conversations"] += 1
         return [{"id": f"{conv['id']}_{j}", "system": sys, "messages": [m for i in p for m in pairs[i]]}
                 for j, p in enumerate(pieces)]
 
-    def _greedy(self, pairs: list, fits: Any, rep: RunReport, conv: dict, count: bool = True) -> list[list[int]]:
+    @staticmethod
+    def _greedy(pairs: list, fits: Any) -> list[list[int]]:
         pieces: list[list[int]] = []
         cur: list[int] = []
         for k in range(len(pairs)):
@@ -141,8 +144,6 @@ class Splitter:
             cur = []
             if fits([], k):
                 cur = [k]
-            elif count:
-                rep.drop("turn_pair_longer_than_max_tokens", conv["id"])
         if cur:
             pieces.append(cur)
         return pieces

@@ -125,6 +125,7 @@ class ToolLM:
         self.lm, self.loop = lm, loop
         self.name = f"{getattr(lm, 'name', 'model')}+tools({','.join(loop.toolset.tools)})"
         self.batch_size = getattr(lm, "batch_size", 1)
+        self.dtype = getattr(lm, "dtype", None)
         self.stats: Counter = Counter()
         self.traces: dict[Any, LoopResult] = {}
 

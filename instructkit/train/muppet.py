@@ -59,28 +59,33 @@ def tag_records(records: list[dict], sources: Sequence[str], lines: Sequence[int
         r.update(task=task, template=tpl, target=target)
 
 
-def _template_classes(task_id: str, template_id: str) -> int | None:
-    """Choices of a task-system template (0 = generative/inverted); None when the task is not one of ours."""
+@lru_cache(maxsize=None)
+def _task_templates(task_id: str) -> tuple[dict[str, Any], dict] | None:
+    """(template id -> Template, one training row) of a task-system task; None when it is not one of ours.
+    Loaded once per task: a mixture has many (task, template) pairs."""
     from instructkit.data.tasks import load_task
     from instructkit.errors import InstructkitError
 
     try:
         task = load_task(task_id)
+        rows = task.load_split(task.train_split)
     except (InstructkitError, OSError, ValueError):
         return None
-    tpl = next((t for t in task.templates if t.id == template_id), None)
+    return {t.id: t for t in task.templates}, (rows[0] if rows else {})
+
+
+def _template_classes(task_id: str, template_id: str) -> int | None:
+    """Choices of a task-system template (0 = generative/inverted); None when the task is not one of ours."""
+    info = _task_templates(task_id)
+    if info is None:
+        return None
+    tpl = info[0].get(template_id)
     if tpl is None or tpl.inverted or tpl.answer_choices is None:
         return 0
     try:  # choices may depend on the row (e.g. the two names of a coreference item): use a real row
-        rows = task.load_split(task.train_split)
-        return len(dict.fromkeys(tpl.choices(rows[0] if rows else {})))
+        return len(dict.fromkeys(tpl.choices(info[1])))
     except Exception:  # a template that cannot render its choices here: count them from the data instead
         return None
-
-
-@lru_cache(maxsize=None)
-def _template_classes_cached(task_id: str, template_id: str) -> int | None:
-    return _template_classes(task_id, template_id)
 
 
 def class_counts(records: Sequence[dict], n_classes: dict[str, int], max_classes: int) -> dict[str, int]:
@@ -93,7 +98,7 @@ def class_counts(records: Sequence[dict], n_classes: dict[str, int], max_classes
         if task in n_classes:
             n = n_classes[task]
         else:
-            n = _template_classes_cached(task, tpl)
+            n = _template_classes(task, tpl)
             if n is None:  # data-driven: few distinct targets, each seen at least twice
                 n = len(seen) if 2 <= len(seen) <= max_classes and min(seen.values()) >= 2 else 0
         out[f"{task}/{tpl}"] = n

@@ -82,8 +82,12 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
         f"| tuned vs baseline | win rate (95% CI) | W / T / L | errors |\n|---|---|---|---:|\n"
         f"| {model} vs {baseline} | {fmt(res['win_rate'])} ({fmt(res['ci_low'])}, {fmt(res['ci_high'])}) | "
         f"{counts['win']} / {counts['tie']} / {counts['loss']} | {counts['error']} |\n")
-    return {"report": str(out / "winrate.md"), "results": str(out / "winrate.json"),
-            "scores": {"win_rate": res["win_rate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"]}}
+    ci = None if res["ci_low"] is None else [res["ci_low"], res["ci_high"]]
+    # the report stage's row shape: {task: {format, n, metric, value, ci, chance}}
+    return {"report": str(out / "winrate.md"), "results": str(out / "winrate.json"), "model": model,
+            "scores": {"judge_winrate": {"format": f"pairwise judge ({cfg.verdict})", "n": len(outcomes),
+                                         "metric": f"win rate vs {baseline}", "value": res["win_rate"], "ci": ci,
+                                         "chance": 0.5}}}
 
 
 def _ref(v: Any) -> str | None:

@@ -127,3 +127,23 @@ def test_smollm2_continuous_batched_greedy_equals_alone(smollm2_model, smollm2_t
         ref = alone(smollm2_model, smollm2_tokenizer, r.prompt, r.max_new_tokens, lm.eos_token_ids())
         text = smollm2_tokenizer.decode(ref, skip_special_tokens=True)
         assert g.texts[0] == text.split("\n\n")[0]
+
+
+def test_cli_dtype_auto_uses_the_probe_and_generates(tmp_path, tiny_model_dir, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from instructkit.cli import app
+    from instructkit.models import dtype as D
+    monkeypatch.setattr(D, "probe", lambda device_type="cpu": {"dtype": "bfloat16", "why": "auto: probe says so"})
+    gsm = tmp_path / "test.jsonl"
+    gsm.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"so\n#### {i + 1}"}) + "\n"
+                           for i in range(3)))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--tasks", f"gsm8k:{gsm}", "--fmt", "zero_shot",
+                                 "--dtype", "auto", "--batch-size", "2", "--out", str(out), "eval.max_new_tokens=4"])
+    assert r.exit_code == 0, r.output
+    assert "dtype auto -> bfloat16: auto: probe says so" in r.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["throughput"]["dtype"] == "bfloat16" and res["throughput"]["generation"]["requests"] == 3

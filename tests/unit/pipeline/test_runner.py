@@ -163,3 +163,34 @@ def test_report_tables_models_by_setting(tmp_path):
     assert "| model | zero-shot | few-shot CoT |" in md
     assert "| base | 0.100 [0.000, 0.200] | 0.200 [0.100, 0.300] |" in md
     assert "| cot | 0.300 [0.200, 0.400] |  |" in md
+
+
+def test_cli_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from instructkit.cli import app
+
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: c\noutput_dir: {tmp_path / 'run'}\nstages:\n  a: {{kind: report}}\n"
+                 "  b: {kind: report, inputs: {x: a}}\n")
+    res = CliRunner().invoke(app, ["run", str(p), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "a " in res.output and "report" in res.output and "not run before" in res.output
+    assert not (tmp_path / "run").exists()
+    res = CliRunner().invoke(app, ["run", str(p), "stages.a.inputs.x=b", "--dry-run"])
+    assert isinstance(res.exception, ConfigError) and "is in a cycle" in str(res.exception)
+
+
+def test_demo_is_a_recipe_run(tmp_path):
+    """`instructkit demo` = the runner on the demo's stages: tuned and oracle training feed the held-out report."""
+    from instructkit.demo import demo_recipe, with_stages
+
+    rec = with_stages(demo_recipe(tmp_path / "demo", "smollm2-135m-instruct", 40, None, "lora", 2e-3), 150, 200, 3)
+    plan = {p.name: p for p in runner.plan(rec)}
+    assert list(plan) == ["mix", "train", "oracle_mix", "oracle", "eval", "report"]
+    assert plan["eval"].deps == {"manifest": ("mix", "manifest"), "tuned": ("train", "model"),
+                                 "oracle": ("oracle", "model")}
+    assert plan["eval"].cfg.limit == 200 and plan["oracle_mix"].cfg.mix.cap == 150
+    assert set(plan["oracle_mix"].cfg.mix.tasks) == {"nli_facts", "nli_numbers", "coref_gender", "coref_role"}
+    # the oracle trains exactly like the tuned model, only on other data
+    assert plan["oracle"].cfg.train == plan["train"].cfg.train

@@ -3,7 +3,6 @@
 import pytest
 
 from instructkit.errors import ConfigError
-from instructkit.eval.api import GenerateResult
 from instructkit.synth.config import EvolConfig
 from instructkit.synth.evol import eliminate_by_prompt, eliminate_by_response, evolve, judge_equal
 from instructkit.synth.teacher import Teacher

@@ -8,7 +8,7 @@ import pytest
 
 from instructkit.eval.api import GenerateRequest
 from instructkit.synth.endpoint import AsyncEndpoint, EndpointError, TokenBucket, retry_after
-from instructkit.synth.teacher import AnswerCache, Teacher, request_key
+from instructkit.synth.teacher import Teacher, request_key
 from fake_teacher import FakeTeacher
 
 

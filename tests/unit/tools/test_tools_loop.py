@@ -115,3 +115,21 @@ def test_with_tools_wraps_a_local_eval_model(tiny_model, tiny_tokenizer):
     assert lm.apply_chat_template is False  # the loop renders the chat (with the tool schema) itself
     [r] = tlm.generate([GenerateRequest(prompt="What is 2+2?", max_new_tokens=8, key="k")])
     assert len(r.texts) == 1 and tlm.stats["turns"] >= 1 and tlm.traces["k"].messages[0].content == "What is 2+2?"
+
+
+def test_eval_runner_scores_the_final_answer_through_the_loop(renderer, tmp_path):
+    from instructkit.eval.datasets import EvalItem, EvalSet
+    from instructkit.eval.runner import evaluate
+
+    def reply(prompt):  # by question and by whether the tool result is already in the prompt
+        if "123*4" in prompt:
+            return "So the answer is 492." if "<tool_response>\n" in prompt else CALL.format("123*4")
+        return "The answer is 41." if "<tool_response>\n" in prompt else CALL.format("7*6")
+
+    lm = Scripted([reply] * 4)
+    tlm = ToolLM(lm, make_loop(lm, renderer))
+    items = [EvalItem("calc", 0, "What is 123*4?", "492", metric="exact_match", answer_kind="number", cot=True),
+             EvalItem("calc", 1, "What is 7*6?", "42", metric="exact_match", answer_kind="number", cot=True)]
+    res = evaluate(tlm, [EvalSet("calc", items, "zero_shot")], tmp_path, progress=False)
+    assert res["tasks"]["calc"]["metrics"]["exact_match"]["value"] == 0.5
+    assert tlm.stats["executed"] == 2 and "tools(calculator)" in res["model"]
