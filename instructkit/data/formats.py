@@ -236,7 +236,8 @@ def detect_record_format(rec: Any) -> str:
 KNOWN_FIELDS: dict[str, set[str]] = {
     "alpaca": {"instruction", "input", "output", "system", "history", "id"},
     "sharegpt": {"conversations", "system", "id", "tools"},
-    "openai": {"messages", "id", "tools"},
+    # meta: the task system's provenance (task, template, cluster) in mixture.jsonl; Muppet reads the task
+    "openai": {"messages", "id", "tools", "meta"},
     "prompt_completion": {"prompt", "completion", "id"},
 }
 #: per-turn fields read, for formats whose turns are objects

@@ -50,7 +50,7 @@ def test_greedy_chat_equals_local_backend_batched(smol_server, smollm2_model, sm
     from instructkit.eval.hf import HFModel
     qs = ["What is the capital of France?", "Write a haiku about autumn.", "Name three primary colors.",
           "Explain recursion in one sentence."]
-    ref = HFModel(smollm2_model, smollm2_tokenizer, batch_size=4, progress=False).generate(
+    ref = HFModel(smollm2_model, smollm2_tokenizer, batch_size=4, progress=False, generation="hf").generate(
         [GenerateRequest(messages=[{"role": "user", "content": q}], max_new_tokens=40) for q in qs])
     ac = openai.AsyncOpenAI(base_url=smol_server.url, api_key="k-smol", max_retries=0)
 

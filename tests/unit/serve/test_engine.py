@@ -15,7 +15,7 @@ PROMPTS = ["the a of to", "Write a review of the movie", "sum plus minus", "yes"
 def test_greedy_equals_hf_generate_batched_and_not(tiny_model, tiny_tokenizer):
     from instructkit.eval.api import GenerateRequest
     from instructkit.eval.hf import HFModel
-    hf = HFModel(tiny_model, tiny_tokenizer, batch_size=4, progress=False)
+    hf = HFModel(tiny_model, tiny_tokenizer, batch_size=4, progress=False, generation="hf")
     ref = hf.generate([GenerateRequest(prompt=p, max_new_tokens=16) for p in PROMPTS])
     items = [(tiny_tokenizer(p)["input_ids"], SamplingParams(max_tokens=16)) for p in PROMPTS]
     for bs in (1, 32):  # one at a time, all at once (rows joining a running batch: the next test)

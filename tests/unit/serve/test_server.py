@@ -47,7 +47,7 @@ def test_greedy_server_output_equals_local_backend(client, tiny_tokenizer):
     from instructkit.eval.api import GenerateRequest
     from instructkit.eval.hf import HFModel
     from instructkit.models import make_tiny_model
-    hf = HFModel(make_tiny_model(tiny_tokenizer), tiny_tokenizer, progress=False)
+    hf = HFModel(make_tiny_model(tiny_tokenizer), tiny_tokenizer, progress=False, generation="hf")
     ref = hf.generate([GenerateRequest(messages=MSG, max_new_tokens=12), GenerateRequest(prompt="the a of", max_new_tokens=8)])
     chat = client.chat.completions.create(model="tiny", messages=MSG, max_tokens=12, temperature=0)
     comp = client.completions.create(model="tiny", prompt="the a of", max_tokens=8, temperature=0)
