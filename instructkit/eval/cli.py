@@ -188,6 +188,11 @@ def print_report(console: Any, rep: dict) -> None:
     t = Table(*head)
     for row in body:
         t.add_row(*row)
+    # never squeeze the numbers into "0.5…": a narrow terminal (or a log file, width 80) wraps lines instead
+    if console.width < 150:
+        from rich.console import Console
+        console = Console(width=150, file=console.file, force_terminal=console.is_terminal,
+                          no_color=console.no_color)
     console.print(t)
     for c in rep["clusters"]:
         console.print(f"- {c['verdict']}", highlight=False)
