@@ -13,7 +13,8 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/*.yaml
                 None, help="Dotted overrides: train.lr=1e-4, stages.eval.config.eval.limit=8."),
             until: Optional[str] = typer.Option(None, "--until", help="Run only this stage and what it needs."),
             start: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and everything downstream, "
-                                                                     "even if cached."),
+                                                                     "even if cached (their previous outputs in the "
+                                                                     "run folder are replaced)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (cached / will run / why); run "
                                                                   "nothing."),
             overwrite: bool = typer.Option(False, "--overwrite", help="Write into an output_dir that holds other "

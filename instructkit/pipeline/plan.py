@@ -245,7 +245,7 @@ def select(planned: list[Planned], until: str | None = None, start: str | None =
                 forced.add(p.name)
         for n in keep:
             if n in forced:
-                by[n].status, by[n].reason = "forced", f"--from {start}"
+                by[n].status, by[n].reason = "forced", f"--from {start}: its previous outputs are replaced"
     return [by[n] for n in keep]
 
 

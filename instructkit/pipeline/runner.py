@@ -89,7 +89,9 @@ def run(recipe: Recipe, source: str | Path | None = None, *, until: str | None =
             state["stages"][p.name] = {**state["stages"].get(p.name, {}), "status": "cached"}
             continue
         con.rule(f"[bold]{i}/{len(selected)} {p.name} ({p.kind})[/bold]" + (f": {p.reason}" if p.reason else ""))
-        if p.status == "forced" and p.folder.exists():
+        # --from: the user asked to redo this stage; its folder is the runner's own (RUN/NAME-FP12 inside the
+        # claimed run folder), never a path a recipe names, so replacing it deletes nothing of the user's
+        if p.status == "forced" and p.folder.exists() and p.folder.parent.resolve() == run_dir.resolve():
             shutil.rmtree(p.folder)
         resuming = p.folder.is_dir()
         p.folder.mkdir(parents=True, exist_ok=True)
