@@ -52,3 +52,20 @@ def test_prefix_reuse_equals_full_forwards_tiny(tiny_model, tiny_tokenizer):
 @pytest.mark.integration
 def test_prefix_reuse_equals_full_forwards_smollm2(smollm2_model, smollm2_tokenizer):
     _compare(smollm2_model, smollm2_tokenizer, 1e-4)
+
+
+def test_contexts_without_a_shared_prefix_are_batched_together(tiny_model, tiny_tokenizer):
+    """Zero-shot items share no prefix: they must fill batches of batch_size rows, not one forward each
+    (each item alone was a prefix 'group' of one - 5x slower on CPU, same numbers)."""
+    rng = random.Random(1)
+    reqs = [LoglikelihoodRequest(" ".join(rng.choices(WORDS, k=rng.randint(4, 12))), " " + c)
+            for _ in range(24) for c in ("yes", "no", "maybe")]
+    lm = HFModel(tiny_model, tiny_tokenizer, prefix_min_tokens=16, progress=False, batch_size=8)
+    calls = []
+    inner = lm.model.forward
+    lm.model.forward = lambda *a, **k: calls.append(1) or inner(*a, **k)
+    batched = lm.loglikelihood(reqs)
+    rows = len({tuple(lm.encode_pair(r.context, r.continuation)[0]) for r in reqs})
+    assert len(calls) <= -(-rows // 8), f"{len(calls)} forwards for {rows} distinct contexts at batch 8"
+    alone = HFModel(tiny_model, tiny_tokenizer, prefix_min_tokens=0, progress=False, batch_size=1).loglikelihood(reqs)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(alone, batched)) < 1e-4
