@@ -11,6 +11,12 @@ Contenders (each in its own child process, so peak RSS is per contender):
 
 Same batches: the pairs are given to TRL in instructkit's epoch-0 order (seeded permutation) and TRL's
 sampler is made sequential, so step k sees the same pairs in both; loss curves are compared step by step.
+
+Same tokens: TRL gets instructkit's rendered token ids (prompt, chosen, rejected), not its own tokenisation.
+TRL slices a conversational completion off the full chat render, which for ChatML ends ``<|im_end|>\n``: it
+would train the ``\n`` after the end-of-turn token as well, one extra token per side that the model never
+generates (it stops at ``<|im_end|>``) and that instructkit does not train. That token alone put the curves
+1.9% apart; ``--trl-own-tokens`` restores TRL's tokenisation to show it.
 Reported: pairs/s over the training call (reference pass included), median step time, peak RSS, and the
 max relative loss difference over the steps.
 
@@ -68,6 +74,29 @@ def ik_order(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+def ik_token_rows(pairs: list[dict[str, str]], tok: Any, max_length: int) -> list[dict[str, list[int]]]:
+    """TRL's pre-tokenised columns from instructkit's renderer: the shared prompt, then each side up to and
+    including its last trained token (its ``<|im_end|>``); the trailing ``\n`` of the render is left out, as
+    instructkit trains no label there. Checks that each side's trained span is exactly that contiguous run."""
+    from instructkit.data.preference import PreferencePair, render_pairs
+    from instructkit.chat.conversation import Message
+
+    conv = [PreferencePair([Message("user", p["prompt"])], [Message("assistant", p["chosen"])],
+                           [Message("assistant", p["rejected"])]) for p in pairs]
+    rendered, _ = render_pairs(conv, tok, None, max_length)
+    out = []
+    for r in rendered:
+        row = {"prompt_ids": r.chosen_ids[:r.prompt_len]}
+        for side, ids, labels in (("chosen", r.chosen_ids, r.chosen_labels), ("rejected", r.rejected_ids,
+                                                                           r.rejected_labels)):
+            trained = [i for i, t in enumerate(labels) if t != -100]
+            if not trained or trained != list(range(r.prompt_len, trained[-1] + 1)):
+                raise RuntimeError(f"{side}: trained tokens are not one run right after the prompt: {trained}")
+            row[f"{side}_ids"] = ids[r.prompt_len:trained[-1] + 1]
+        out.append(row)
+    return out
+
+
 def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     import torch
     import trl
@@ -78,9 +107,20 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     model, tok, _ = load(args)
     pairs = make_pairs(args.pairs, args.seed)
     order = ik_order(len(pairs), args.seed)
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": pairs[i]["prompt"]}],
-                             "chosen": [{"role": "assistant", "content": pairs[i]["chosen"]}],
-                             "rejected": [{"role": "assistant", "content": pairs[i]["rejected"]}]} for i in order])
+    if args.trl_own_tokens:
+        trainer_cls = DPOTrainer
+        ds = Dataset.from_list([{"prompt": [{"role": "user", "content": pairs[i]["prompt"]}],
+                                 "chosen": [{"role": "assistant", "content": pairs[i]["chosen"]}],
+                                 "rejected": [{"role": "assistant", "content": pairs[i]["rejected"]}]}
+                                for i in order])
+    else:
+        class PreTokenized(DPOTrainer):  # the columns are already TRL's prompt_ids / chosen_ids / rejected_ids
+            def _prepare_dataset(self, dataset: Any, *a: Any, **k: Any) -> Any:
+                return dataset
+
+        trainer_cls = PreTokenized
+        rows = ik_token_rows(pairs, tok, args.max_length)
+        ds = Dataset.from_list([rows[i] for i in order])
     out = tempfile.mkdtemp(prefix="bench-trl-dpo-")
     cfg = DPOConfig(output_dir=out, beta=0.1, loss_type="sigmoid", max_length=args.max_length,
                     per_device_train_batch_size=args.batch, learning_rate=args.lr, lr_scheduler_type="constant",
@@ -101,7 +141,7 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
-    trainer = DPOTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
+    trainer = trainer_cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
     t0 = time.perf_counter()
     trainer.train()
@@ -175,6 +215,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--trl-own-tokens", action="store_true",
+                   help="let TRL tokenise the pairs itself (it then also trains the \\n after <|im_end|>)")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "instructkit-bench-dpo"))
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", default=None, help="also write the results here")

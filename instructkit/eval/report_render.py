@@ -18,6 +18,15 @@ def _models(rep: dict) -> list[str]:
     return [m for m in ("base", "tuned", "oracle") if rep["models"].get(m)]
 
 
+#: the oracle is scored on held-out tasks only (it was trained on them; seen tasks are not its concern)
+NOT_SCORED = "-"
+
+
+def _cell(row: dict, m: str) -> str:
+    s = row["scores"].get(m)
+    return fmt_ci(s["value"], s["ci"]) if s else NOT_SCORED
+
+
 def cluster_table(rep: dict) -> tuple[list[str], list[list[str]]]:
     ms = _models(rep)
     head = ["cluster", "held-out", "tasks", "n examples", "n items", "chance"] + ms + ["tuned - base"]
@@ -27,10 +36,10 @@ def cluster_table(rep: dict) -> tuple[list[str], list[list[str]]]:
     for c in rep["clusters"]:
         row = [c["cluster"], "yes" if c["held_out"] else "no", str(c["n_tasks"]), str(c["n_examples"]),
                str(c["n_items"]), f"{c['chance']:.3f}"]
-        row += [fmt_ci(c["scores"][m]["value"], c["scores"][m]["ci"]) for m in ms]
+        row += [_cell(c, m) for m in ms]
         row.append(fmt_ci(c["delta"], c["delta_ci"], True))
         if "oracle" in ms:
-            row.append(fmt_ci(c["delta_oracle"], c["delta_oracle_ci"], True))
+            row.append(fmt_ci(c["delta_oracle"], c["delta_oracle_ci"], True) if "delta_oracle" in c else NOT_SCORED)
         body.append(row)
     return head, body
 
@@ -42,7 +51,7 @@ def task_table(rep: dict) -> tuple[list[str], list[list[str]]]:
     for r in rep["tasks"]:
         body.append([r["task"], r["cluster"], "yes" if r["held_out"] else "no", r["metric"], str(r["n_examples"]),
                      str(r["n_items"]), f"{r['chance']:.3f}"]
-                    + [fmt_ci(r["scores"][m]["value"], r["scores"][m]["ci"]) for m in ms]
+                    + [_cell(r, m) for m in ms]
                     + [fmt_ci(r["delta"], r["delta_ci"], True)])
     return head, body
 
@@ -132,12 +141,13 @@ def plot_clusters(clusters: list[dict], models: list[str], path: Path) -> None:
     width = 0.8 / k
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * n + 2), 4))
     for j, m in enumerate(models):
-        xs = [i - 0.4 + width * (j + 0.5) for i in range(n)]
-        vals = [c["scores"][m]["value"] for c in clusters]
-        err = [[max(0.0, v - c["scores"][m]["ci"][0]) for v, c in zip(vals, clusters)],
-               [max(0.0, c["scores"][m]["ci"][1] - v) for v, c in zip(vals, clusters)]]
+        have = [(i, c) for i, c in enumerate(clusters) if m in c["scores"]]  # the oracle: held-out only
+        xs = [i - 0.4 + width * (j + 0.5) for i, _ in have]
+        vals = [c["scores"][m]["value"] for _, c in have]
+        err = [[max(0.0, v - c["scores"][m]["ci"][0]) for v, (_, c) in zip(vals, have)],
+               [max(0.0, c["scores"][m]["ci"][1] - v) for v, (_, c) in zip(vals, have)]]
         bars = ax.bar(xs, vals, width=width, label=m, color=COLORS[m], yerr=err, capsize=3)
-        for bar, c in zip(bars, clusters):
+        for bar, (_, c) in zip(bars, have):
             if c["held_out"]:
                 bar.set_hatch("//")
     for i, c in enumerate(clusters):

@@ -38,12 +38,14 @@ class ServerState:
         self.load_error: Optional[str] = None
         #: issue #13 plugs tool calling in here: ``hook(request, messages) -> (prompt_text, parse)``
         self.tool_hook: Any = None
+        #: ``--run-tools``: a :class:`instructkit.tools.serve_tools.ServerTools` the server runs itself
+        self.server_tools: Any = None
 
     def ready(self, engine: Any, tokenizer: Any, renderer: Any) -> None:
         self.tokenizer, self.renderer = tokenizer, renderer
         if self.tool_hook is None:  # issue #13: tools rendered into the prompt, tool_calls parsed out
             from instructkit.tools.serve_hook import ToolHook
-            self.tool_hook = ToolHook(renderer)
+            self.tool_hook = ToolHook(renderer, server=self.server_tools)
         self.engine = engine.start()
 
 
@@ -156,6 +158,11 @@ def build_app(state: ServerState) -> Any:
         params = _params(state, body, len(ids), max_tokens, state.default_max_tokens, adapter, body.logprobs,
                          body.top_logprobs or 0, "messages")
         shape = Shape("chat", body.model, state.tokenizer)
+        if parse is not None and state.tool_hook.server is not None:  # --run-tools: the server runs the loop
+            from instructkit.tools.serve_tools import respond
+            make = lambda n: _params(state, body, n, max_tokens, state.default_max_tokens, adapter,  # noqa: E731
+                                     False, 0, "messages")
+            return await run_in_threadpool(respond, state, body, msgs, shape, make)
         run = Run(state.engine, shape, request, [ids], params)
         if body.stream:
             return run.stream(bool(body.stream_options and body.stream_options.include_usage))

@@ -29,6 +29,11 @@ def serve(
     default_max_tokens: int = typer.Option(1024, help="Chat completion length when the request gives none."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice; on a shared "
                                                       "CPU 1 avoids OpenMP spin-waiting)."),
+    run_tools: Optional[str] = typer.Option(None, "--run-tools", help="Run these tools in the server (e.g. "
+                                            "calculator,search): every chat request is offered them and gets the "
+                                            "final answer; chat template default chatml_tools."),
+    index: Optional[str] = typer.Option(None, "--index", help="Retrieval index folder for --run-tools search."),
+    max_tool_calls: int = typer.Option(4, "--max-tool-calls", help="Tool calls the server runs per reply at most."),
 ) -> None:
     """Serve MODEL (and LoRA adapters) over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/models."""
     import logging
@@ -44,6 +49,11 @@ def serve(
                           chat_template=chat_template)
     if engine != "hf":
         raise InstructkitError(f"--engine {engine!r}: choose hf or vllm")
+    server_tools = None
+    if run_tools:  # issue #13: the server runs our toolset itself (loaded now: a bad spec fails before serving)
+        from instructkit.tools.serve_tools import ServerTools
+        server_tools = ServerTools.load(run_tools, index=index, max_calls=max_tool_calls)
+        chat_template = chat_template or "chatml_tools"
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: serving on {host} without an API key: anyone who can reach it can use it", err=True)
     import uvicorn
@@ -56,6 +66,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     state = ServerState(ServedModels(name, adapters), api_key=key, default_max_tokens=default_max_tokens)
+    state.server_tools = server_tools
     load_in_background(state, lambda: load_served(model, adapters, dtype=dtype, chat_template=chat_template,
                                                   max_batch_size=max_batch_size, max_queue=max_queue))
     typer.echo(f"instructkit serve: {name} on http://{host}:{port}/v1 (models: {', '.join([name, *adapters])}; "

@@ -71,10 +71,12 @@ class ThreadedServer:
 
 def serve_engine(engine: Any, tokenizer: Any, served: ServedModels, *, chat_template: Optional[str] = None,
                  api_key: Optional[str] = None, host: str = "127.0.0.1", port: Optional[int] = None,
-                 default_max_tokens: int = 1024) -> ThreadedServer:
-    """Serve an already built engine from a thread (tests, benchmarks, ``instructkit chat`` locally)."""
+                 default_max_tokens: int = 1024, server_tools: Any = None) -> ThreadedServer:
+    """Serve an already built engine from a thread (tests, benchmarks, ``instructkit chat`` locally).
+    ``server_tools``: a :class:`instructkit.tools.serve_tools.ServerTools` the server runs itself."""
     from instructkit.chat.render import Renderer
 
     state = ServerState(served, api_key=api_key, default_max_tokens=default_max_tokens)
+    state.server_tools = server_tools
     state.ready(engine, tokenizer, Renderer(tokenizer, chat_template))
     return ThreadedServer(state, host, port).start()

@@ -1,5 +1,5 @@
 """A task with and without its tool in the loop (GSM8K + calculator, retrieval QA + search): accuracy
-with 95% CIs and tool-call counts.
+with 95% CIs (Wilson per mode, paired bootstrap for the delta) and tool-call counts.
 
 The same model and the same fixed test subset are scored twice: ``with_tools`` runs the tool loop
 (calculator schema in the prompt, calls executed, results fed back, up to ``max_calls``);
@@ -56,7 +56,8 @@ def retrieval_qa_eval(model: str, test_path: str | Path, index: str | Path, out_
 
 def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str | Path, *, scorer: str,
               template: str = "chatml_tools", parser: str = "hermes", max_calls: int = 8,
-              max_new_tokens: int = 200, batch_size: int = 8, dtype: str = "float32",
+              max_new_tokens: int = 200, plain_max_new_tokens: int | None = None, batch_size: int = 8,
+              dtype: str = "float32",
               tool_options: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
               progress: Any = None) -> dict[str, Any]:
     """Each item (``question``, ``target``) answered twice by the same model: through the tool loop with
@@ -64,7 +65,7 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
     from instructkit.chat import Renderer
     from instructkit.eval.api import GenerateRequest
     from instructkit.eval.hf import HFModel
-    from instructkit.eval.stats import bootstrap_ci, paired_bootstrap
+    from instructkit.eval.stats import paired_bootstrap
     from instructkit.tools.loop import ToolLoop
     from instructkit.tools.parsers import get_parser
     from instructkit.tools.registry import load_toolset
@@ -72,6 +73,9 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     score = SCORERS[scorer]
+    # the reply without tools is the whole solution in one generation; with tools each round only runs
+    # up to the next call, so the two budgets differ (a cut-off solution is a wrong one)
+    plain_tokens = plain_max_new_tokens or max_new_tokens
     lm = HFModel(model, dtype=dtype, batch_size=batch_size, progress=False)
     renderer = Renderer(lm.tokenizer, template)
     fam = get_parser(parser)
@@ -83,7 +87,7 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
         chunk = items[b: b + batch_size]
         users = [[{"role": "user", "content": r["question"]}] for r in chunk]
         looped = loop.run_many(users)
-        plain = lm.generate([GenerateRequest(prompt=renderer.prompt_text(u), max_new_tokens=max_new_tokens)
+        plain = lm.generate([GenerateRequest(prompt=renderer.prompt_text(u), max_new_tokens=plain_tokens)
                              for u in users])
         for k, (rec, lr, pr) in enumerate(zip(chunk, looped, plain)):
             target = rec["target"]
@@ -100,9 +104,10 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
         if progress:
             progress(len(rows), len(items))
     res: dict[str, Any] = {"model": model, "n": len(rows), "tools": tools, "template": template, "parser": parser,
-                           "max_calls": max_calls, **(meta or {}), "modes": {}}
+                           "max_calls": max_calls, "max_new_tokens": max_new_tokens,
+                           "plain_max_new_tokens": plain_tokens, **(meta or {}), "modes": {}}
     for mode in ("with_tools", "without_tools"):
-        acc, lo, hi = bootstrap_ci([r[mode]["correct"] for r in rows])
+        acc, lo, hi = accuracy_ci([r[mode]["correct"] for r in rows])
         res["modes"][mode] = {"accuracy": acc, "ci95": [lo, hi], "counts": dict(totals[mode])}
     d, dlo, dhi = paired_bootstrap([r["without_tools"]["correct"] for r in rows],
                                    [r["with_tools"]["correct"] for r in rows])
@@ -115,17 +120,35 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
     return res
 
 
+def accuracy_ci(correct: list[float]) -> tuple[float, float, float]:
+    """(accuracy, lo, hi): the Wilson 95% interval of a 0/1 score. Not the percentile bootstrap: at
+    0/n or n/n every resample has the same mean, so it reports [0, 0] - no uncertainty - exactly where
+    a small 135M run lands; Wilson gives e.g. [0, 0.24] for 0/12."""
+    from scipy.stats import binomtest
+
+    n = len(correct)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    k = int(round(sum(correct)))
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
 def report_markdown(res: dict[str, Any]) -> str:
     c = res["modes"]["with_tools"]["counts"]
     lines = [f"# {res.get('task', 'task')} with and without {res['tools']}: {res['model']}", "",
              f"test subset: items {res['offset']}..{res['offset'] + res['n'] - 1} of {res['test']} (n={res['n']}); "
-             f"template {res['template']}, parser {res['parser']}, at most {res['max_calls']} calls", "",
-             "| mode | accuracy | 95% CI |", "|---|---|---|"]
+             f"template {res['template']}, parser {res['parser']}, at most {res['max_calls']} calls, "
+             f"{res.get('max_new_tokens')} new tokens per round with tools, {res.get('plain_max_new_tokens')} "
+             "without", "",
+             "| mode | accuracy | 95% CI (Wilson) |", "|---|---|---|"]
     for mode, m in res["modes"].items():
         lines.append(f"| {mode} | {m['accuracy']:.3f} | [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] |")
     d = res["delta_with_minus_without"]
     lines += ["", f"delta (with - without): {d['value']:+.3f}, paired-bootstrap 95% CI "
-                  f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", "",
+                  f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+              + (" (every pair agrees, so the bootstrap has nothing to resample: not a certainty)"
+                 if d["ci95"][0] == d["ci95"][1] else ""), "",
               f"tool calls with tools: made {c.get('made', 0)}, parsed {c.get('parsed', 0)}, "
               f"failed {c.get('failed', 0)} (parse {c.get('parse_failed', 0)}, run {c.get('run_failed', 0)}), "
               f"executed {c.get('executed', 0)}, conversations stopped at the call limit {c.get('limit_hit', 0)}",

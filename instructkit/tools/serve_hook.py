@@ -8,8 +8,9 @@ generated text into OpenAI's reply shape: ``content`` (null when the turn only c
 ``tool_choice: "none"`` renders the tools but returns text only; ``"required"`` or a named function
 cannot be enforced without constrained decoding and is refused with a 400. Streaming with tools is
 refused too (the reply must be parsed whole). The client runs the calls (``instructkit chat --tools``
-does, with :func:`instructkit.tools.loop.execute_calls`); a server-side mode that runs the toolset
-inside the server is not built yet.
+does, with :func:`instructkit.tools.loop.execute_calls`), unless the server runs its own toolset
+(``--run-tools``: ``server`` is a :class:`~instructkit.tools.serve_tools.ServerTools`; every chat
+request is offered those tools and the server runs the loop, see :mod:`.serve_tools`).
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ from instructkit.errors import InstructkitError
 
 
 class ToolHook:
-    def __init__(self, renderer: Any, parser: str = "hermes"):
+    def __init__(self, renderer: Any, parser: str = "hermes", server: Any = None):
         from instructkit.tools.parsers import get_parser
 
-        self.renderer, self.parser = renderer, get_parser(parser)
+        self.renderer, self.parser, self.server = renderer, get_parser(parser), server
 
     def wants(self, body: Any, messages: list[dict[str, Any]]) -> bool:
-        """Whether this request involves tools (its own ``tools`` or earlier tool-call turns)."""
-        return bool(body.tools or any(m.get("tool_calls") for m in messages))
+        """Whether this request involves tools (its own ``tools``, earlier tool-call turns, or the
+        server's own toolset, offered to every chat request)."""
+        return bool(self.server or body.tools or any(m.get("tool_calls") for m in messages))
 
     def tools_of(self, body: Any) -> list[dict[str, Any]] | None:
+        if self.server is not None:
+            if body.tools:
+                raise ValueError("this server runs its own tools (--run-tools "
+                                 f"{','.join(self.server.toolset.tools)}): send the request without 'tools'")
+            return self.server.toolset.schemas or None
         return list(body.tools) if body.tools else None
 
     def __call__(self, body: Any, messages: list[dict[str, Any]]) -> tuple[str, Optional[Callable[[str], dict]]]:

@@ -29,7 +29,9 @@ class Gsm8kToolEvalConfig(Section):
     template: str = Field("chatml_tools", description="Tools-aware chat template used for prompts.")
     parser: str = Field("hermes", description="Tool-call format: hermes, llama3_json, mistral, react.")
     max_calls: int = Field(8, description="Tool calls executed per problem at most (the loop's K).")
-    max_new_tokens: int = Field(200, description="Tokens per generation round.")
+    max_new_tokens: int = Field(200, description="Tokens per generation round (with tools: up to the next call).")
+    plain_max_new_tokens: Optional[int] = Field(None, description="Tokens of the one reply without tools (the "
+                                                "whole solution; default max_new_tokens).")
     batch_size: int = Field(8, description="Problems generated together.")
 
 
@@ -68,18 +70,26 @@ def gsm8k_eval(ctx: Any, cfg: Gsm8kToolEvalConfig) -> dict:
     model = cfg.model or ctx.inputs.get("model") or ctx.recipe.model.name_or_path
     res = gsm8k_tool_eval(str(model), _shared(cfg.test, "test.jsonl"), ctx.out, n=cfg.n, offset=cfg.offset, template=cfg.template,
                           parser=cfg.parser, max_calls=cfg.max_calls, max_new_tokens=cfg.max_new_tokens,
+                          plain_max_new_tokens=cfg.plain_max_new_tokens,
                           batch_size=cfg.batch_size,
                           progress=lambda k, n: ctx.console.print(f"  gsm8k tools eval: {k}/{n}"))
     ctx.console.print((ctx.out / "report.md").read_text(), highlight=False, markup=False)
-    from instructkit.eval.metrics import mean_stderr
+    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"),
+            "scores": report_scores(res, "gsm8k"), "model": str(model)}
 
-    rows = [__import__("json").loads(line) for line in (ctx.out / "predictions.jsonl").read_text().splitlines()]
+
+def report_scores(res: dict, task: str) -> dict:
+    """A tool eval's results in the shape the ``report`` stage reads: one row per mode and one for the
+    paired delta, each with ``ci``, the same 95% bootstrap interval as the eval's own report.md (the
+    report stage prints ``ci``; a ``stderr`` alone left its CI column blank)."""
     scores = {}
-    for mode in res["modes"]:  # the shape the report stage reads (value, stderr per task)
-        value, se = mean_stderr([r[mode]["correct"] for r in rows])
-        scores[f"gsm8k_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": value, "stderr": se}
-    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"), "scores": scores,
-            "model": str(model)}
+    for mode, m in res["modes"].items():
+        scores[f"{task}_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": m["accuracy"],
+                                    "ci": list(m["ci95"])}
+    d = res["delta_with_minus_without"]
+    scores[f"{task}_delta"] = {"format": "with - without (paired)", "n": res["n"], "metric": "acc delta",
+                               "value": d["value"], "ci": list(d["ci95"])}
+    return scores
 
 
 class PeopleQaConfig(Section):
@@ -95,6 +105,8 @@ class RetrievalEvalConfig(Section):
     parser: str = Field("hermes", description="Tool-call format.")
     max_calls: int = Field(4, description="Tool calls executed per question at most.")
     max_new_tokens: int = Field(64, description="Tokens per generation round.")
+    plain_max_new_tokens: Optional[int] = Field(None, description="Tokens of the one reply without tools "
+                                                "(default max_new_tokens).")
     batch_size: int = Field(8, description="Questions generated together.")
 
 
@@ -109,7 +121,6 @@ def people_qa(ctx: Any, cfg: PeopleQaConfig) -> dict:
 
 def retrieval_eval(ctx: Any, cfg: RetrievalEvalConfig) -> dict:
     from instructkit.errors import ConfigError
-    from instructkit.eval.metrics import mean_stderr
     from instructkit.tools.experiment import retrieval_qa_eval
 
     for k in ("test", "index"):
@@ -119,14 +130,9 @@ def retrieval_eval(ctx: Any, cfg: RetrievalEvalConfig) -> dict:
     model = cfg.model or ctx.inputs.get("model") or ctx.recipe.model.name_or_path
     res = retrieval_qa_eval(str(model), ctx.inputs["test"], ctx.inputs["index"], ctx.out, n=cfg.n,
                             template=cfg.template, parser=cfg.parser, max_calls=cfg.max_calls,
-                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                            max_new_tokens=cfg.max_new_tokens, plain_max_new_tokens=cfg.plain_max_new_tokens,
+                            batch_size=cfg.batch_size,
                             progress=lambda k, n: ctx.console.print(f"  retrieval QA eval: {k}/{n}"))
     ctx.console.print((ctx.out / "report.md").read_text(), highlight=False, markup=False)
-    import json
-    rows = [json.loads(line) for line in (ctx.out / "predictions.jsonl").read_text().splitlines()]
-    scores = {}
-    for mode in res["modes"]:
-        value, se = mean_stderr([r[mode]["correct"] for r in rows])
-        scores[f"retrieval_qa_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": value, "stderr": se}
-    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"), "scores": scores,
-            "model": str(model)}
+    return {"results": str(ctx.out / "results.json"), "report": str(ctx.out / "report.md"),
+            "scores": report_scores(res, "retrieval_qa"), "model": str(model)}

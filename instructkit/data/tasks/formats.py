@@ -81,9 +81,10 @@ def _render_one(task: Task, tpl: Template, row: dict, cot: bool, options: bool) 
 def render_row(task: Task, tpl: Template, row: dict, fmt: str, options: bool, rng: random.Random,
                pool: list[dict], k: int = 3, pool_keys: list[str] | None = None) -> tuple[str, str]:
     """One (prompt, target) in format ``fmt``; few-shot exemplars drawn from ``pool`` (not ``row``)."""
-    cot = fmt.endswith("_cot")
+    f = Format.parse(fmt)
+    cot = f.cot
     prompt, target, _, _ = _render_one(task, tpl, row, cot, options)
-    if fmt.startswith("few_shot"):
+    if f.few_shot:
         prompt = _with_shots(task, tpl, row, prompt, cot, options, rng, pool,
                              pool_keys if pool_keys is not None else [row_key(r) for r in pool], k)
     elif cot:
@@ -131,9 +132,8 @@ def render_examples(task: Task, split: str, fmt: str = "zero_shot", k: int = 3, 
     exemplars come from the training split, drawn per example with a seeded RNG, and never contain
     the evaluated row itself (compared by content, so a duplicate row in train is excluded too).
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt {fmt!r} is not one of {', '.join(FORMATS)}")
-    cot = fmt.endswith("_cot")
+    f = Format.parse(fmt)  # ValueError naming the known formats
+    fmt, cot = f.name, f.cot
     if cot and not task.has_rationale:
         raise ValueError(f"task {task.id} has no rationales; {fmt} needs one (tasks with rationale: ...)")
     use_inv = (split == task.train_split) if inverted is None else inverted
@@ -149,7 +149,7 @@ def render_examples(task: Task, split: str, fmt: str = "zero_shot", k: int = 3, 
     tpl_rng = random.Random(f"{task.id}:{split}:{seed}")
     pool: list[dict] = []
     pool_keys: list[str] = []
-    if fmt.startswith("few_shot"):
+    if f.few_shot:
         pool = task.load_split(task.train_split)
         pool_keys = [row_key(r) for r in pool]
     if templates not in ("all", "one", "spread"):

@@ -121,3 +121,25 @@ def test_load_eval_set_limit_and_bad_format(tmp_path):
     assert len(load_eval_set(f"mmlu:{p}", limit=3).items) == 3
     with pytest.raises(InstructkitError, match="unknown format"):
         load_eval_set(f"mmlu:{p}", fmt="three_shot")
+
+
+def test_every_loader_reads_the_format_value_the_same_way(bbh_dir):
+    """The four formats (or a Format value) give each loader's expected shape: few-shot adds exemplars,
+    CoT adds the trigger (zero-shot) or reasoned exemplars (few-shot); the set records the format's name."""
+    from instructkit.data.tasks.formats import COT_TRIGGER, Format
+    d = bbh_dir / "gsm8k"
+    d.mkdir()
+    write_jsonl(d / "train.jsonl", [{"question": "1+1?", "answer": "1+1=<<1+1=2>>2\n#### 2"}])
+    write_jsonl(d / "test.jsonl", [{"question": "2+3?", "answer": "so\n#### 5"}])
+    want = {"zero_shot": (False, False), "few_shot": (True, False), "zero_shot_cot": (False, True),
+            "few_shot_cot": (True, True)}
+    for name, (few, cot) in want.items():
+        for fmt in (name, Format.parse(name)):
+            b = load_bbh("toy", fmt, data_dir=bbh_dir)
+            p = b.items[0].prompt
+            assert b.fmt == name and b.items[0].cot == cot
+            assert ("Q: not False is" in p) == few and ("not False = True" in p) == (few and cot)
+            assert p.endswith("A: " + COT_TRIGGER) == cot
+            g = load_gsm8k("", fmt, data_dir=bbh_dir).items[0].prompt
+            assert ("Question: 1+1?" in g) == few and ("1+1=2\n" in g) == (few and cot)
+            assert g.endswith(COT_TRIGGER) == (cot and not few)

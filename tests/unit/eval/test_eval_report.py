@@ -102,6 +102,12 @@ def test_report_on_yaml_task_mixture_uses_refs_oracle_contamination(tmp_path):
     assert set(by) == {"held_t", "seen_t"} and by["held_t"]["held_out"]
     assert by["held_t"]["n_examples"] == 4 and by["held_t"]["n_items"] == 8  # 4 examples x 2 templates
     assert set(by["held_t"]["scores"]) == {"base", "tuned", "oracle"} and "delta_oracle" in by["held_t"]
+    # the oracle (trained on the held-out tasks) is scored on held-out tasks only
+    assert set(by["seen_t"]["scores"]) == {"base", "tuned"} and "delta_oracle" not in by["seen_t"]
+    assert "seen_t" not in json.loads((tmp_path / "rep" / "oracle" / "results.json").read_text())["tasks"]
+    seen_c = next(c for c in rep["clusters"] if not c["held_out"])
+    assert "oracle" not in seen_c["scores"] and "oracle" not in seen_c["verdict"]
+    assert "| - |" in (tmp_path / "rep" / "report.md").read_text()
     assert rep["not_evaluated"] == {"t0_ds": "prompt/completion data set (T0 file) without an eval split"}
     cont = rep["contamination"]["tasks"]["held_t"]
     assert "held_t:validation:0" in _ids(tmp_path / "rep")  # the leaked example was drawn (seed 3)

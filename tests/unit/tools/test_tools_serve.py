@@ -111,3 +111,31 @@ def test_chat_client_runs_the_tools(serve):
     assert "".join(send([{"role": "user", "content": "48/2 + 3*7?"}])) == "It is 45."
     assert notes == ['[calculator {"expression": "48/2"} -> 24]', '[calculator {"expression": "3*7"} -> 21]']
     assert "<tool_response>\n24\n</tool_response>" in eng.prompts[1]
+
+
+def test_server_side_tools_run_the_loop_and_return_the_answer(serve):
+    from instructkit.tools.serve_tools import ServerTools
+
+    eng, client = serve([CALLS, "48/2 + 3*7 = 45."], server_tools=ServerTools.load("calculator", max_calls=4))
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "What is 48/2 + 3*7?"}])
+    ch = r.choices[0]
+    assert ch.finish_reason == "stop" and ch.message.content == "48/2 + 3*7 = 45." and ch.message.tool_calls is None
+    assert ch.message.model_extra["tool_trace"] == [
+        {"name": "calculator", "arguments": {"expression": "48/2"}, "result": "24"},
+        {"name": "calculator", "arguments": {"expression": "3*7"}, "result": "21"}]
+    assert len(eng.prompts) == 2 and '"name": "calculator"' in eng.prompts[0]  # offered without client tools
+    assert "<tool_response>\n24\n</tool_response>" in eng.prompts[1] and "<tool_response>\n21\n" in eng.prompts[1]
+    assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > len(eng.prompts[0].split()) // 2
+
+
+def test_server_side_tools_stop_at_the_call_limit_and_refuse_client_tools(serve):
+    from instructkit.tools.serve_tools import ServerTools
+
+    eng, client = serve([CALLS, "x"], server_tools=ServerTools.load("calculator", max_calls=1))
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "q"}])
+    # two calls in one turn exceed K=1: nothing is run, the turn's text is the answer
+    assert r.choices[0].message.content == "Let me compute." and r.choices[0].message.model_extra["tool_trace"] == []
+    assert len(eng.prompts) == 1
+    with pytest.raises(openai.BadRequestError, match="runs its own tools"):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "q"}],
+                                       tools=[CALCULATOR_SCHEMA])
