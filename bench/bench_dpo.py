@@ -129,6 +129,7 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
                     precompute_ref_log_probs=precompute, dataloader_num_workers=0, disable_tqdm=True)
     times: list[float] = []
     losses: list[float] = []
+    chosen: list[float] = []  # mean policy log-prob of the step's chosen answers: same tokens => same at step 1
 
     class Clock(TrainerCallback):
         def on_step_begin(self, *a: Any, **k: Any) -> None:
@@ -140,6 +141,7 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
         def on_log(self, _args: Any, state: Any, control: Any, logs: dict | None = None, **k: Any) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
+                chosen.append(float(logs.get("logps/chosen", float("nan"))))
 
     trainer = trainer_cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
@@ -149,7 +151,8 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     return {"trl": trl.__version__, "train_call_s": round(call_s, 2), "steps": len(times),
             "pairs_per_s": round(args.steps * args.batch / call_s, 3),
-            "median_step_s": round(statistics.median(times), 3), "losses": losses}
+            "median_step_s": round(statistics.median(times), 3), "losses": losses,
+            "logps_chosen": chosen}
 
 
 def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,7 +183,7 @@ def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     return {"train_call_s": round(call_s, 2), "steps": len(steps),
             "pairs_per_s": round(args.steps * args.batch / call_s, 3), "median_step_s": round(statistics.median(secs), 3),
-            "losses": [h["loss"] for h in steps]}
+            "losses": [h["loss"] for h in steps], "logps_chosen": [h.get("logps_chosen") for h in steps]}
 
 
 CHILDREN = {"trl": lambda a: run_trl(a, False), "trl_precompute": lambda a: run_trl(a, True),
@@ -249,6 +252,10 @@ def main() -> None:
         rel = f"{ik['pairs_per_s'] / r['pairs_per_s']:.2f}x" if ik.get("pairs_per_s") and v != "instructkit" else "1.00x"
         print(f"| {v} | {r['pairs_per_s']} | {rel} | {r['median_step_s']} | {args.batch / r['median_step_s']:.3f} "
               f"| {r['peak_rss_mib']:.0f} | {diff} |")
+    for v, r in res.items():  # step 1 runs on the initial weights: equal chosen log-probs = equal tokens
+        if r.get("logps_chosen"):
+            print(f"{v}: per-step loss {[round(x, 6) for x in r['losses'][:6]]}, chosen log-prob "
+                  f"{[round(x, 4) if x is not None else None for x in r['logps_chosen'][:6]]}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "hardware": hw, "results": res}, indent=1))
 

@@ -1,21 +1,23 @@
-"""SFT training throughput: TRL ``SFTTrainer`` (padded / BFD packing) vs instructkit, plus the matmul ceiling.
+"""SFT training throughput: TRL ``SFTTrainer`` (BFD packing, optionally padded) vs instructkit, plus the matmul ceiling.
 
-One run, same model (SmolLM2-135M-Instruct), same tokens (a T0 slice rendered ONCE by instructkit's renderer
-and handed to both as ``input_ids`` + ``labels``, so the trained tokens - answer + end-of-turn - are identical),
-same precision, same optimizer (torch AdamW, constant LR, clip 1.0, no weight decay), about the same tokens per
-optimizer step (TRL BFD and instructkit pack rows of ``--row-tokens``; TRL padded takes ``--pad-batch``
-examples per step, chosen to match). Each contender runs in its own child process (separate peak RSS).
+One run, same model (SmolLM2-135M-Instruct), same tokens (real multi-turn chats - ShareGPT by default, or
+self-instruct - rendered ONCE by instructkit's renderer: every assistant turn + its end-of-turn trained, system
+prompt and user turns masked, checked by decoding; handed to TRL as ``input_ids`` + ``labels``, and the labels TRL's
+collator actually passes to the model are compared with them), two configs (``--configs lora full``: LoRA r=16 on
+all linear layers, and full fine-tuning), same precision, same optimizer (torch AdamW, constant LR, clip 1.0, no
+weight decay), the same packed rows of ``--row-tokens`` in the same order (TRL BFD rows reordered like ours).
+Each contender runs in its own child process (separate peak RSS); ``--rounds`` interleaves them.
 
-Reported per contender: real (non-pad) tokens/s over the steady-state steps (step 1 excluded), peak RSS, the
-mean train loss of the last steps, the held-out loss after training (the matching-loss check: every
-contender sees every training example once), and whether packing leaks attention across examples
-(logits of each example inside its packed row vs. alone). MFU = (6 N + attention) * tokens/s over the
-fastest GEMM rate measured on this CPU at the model's shapes.
+Reported per config and contender: real tokens/s over steps 2..N, MFU against the measured GEMM ceiling of the
+dtype used (LoRA: 4 N + 6 N_lora + attention FLOPs per token, the frozen base needs no weight gradient), peak
+RSS, the mean train loss of the last steps, held-out loss, per-step loss agreement, packing leak.
+``--parity-steps N`` adds issue 9 item 5: instructkit in float32 and bfloat16 on the same rows, loss difference.
 
-    python bench/bench_train.py            # full run: ~6 min idle, 15-25 min on 2 loaded shared cores
-    python bench/bench_train.py --quick    # smoke, 3 steps each: ~3 min idle, 5-8 min loaded
-    python bench/bench_train.py --rounds 3 # interleaved rounds, fastest per contender (shared machines)
-    python bench/bench_train.py --dtype bfloat16   # only sensible on CPUs with AVX512-BF16/AMX or a GPU
+    # the decisive run (~25 min on 2 idle cores; ShareGPT: see common.SHAREGPT_HOWTO)
+    python bench/bench_train.py --steps 80 --parity-steps 20 --json bench-train.json
+    python bench/bench_train.py --quick    # smoke, 3 steps of 256 tokens per contender
+    python bench/bench_train.py --only ceiling instructkit --configs lora
+    python bench/bench_train.py --only ceiling trl_pad trl_bfd instructkit   # TRL padded too (slower)
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def load_data(args: argparse.Namespace, tokenizer: Any) -> tuple[list[dict], lis
     n = args.examples
     if args.steps:  # the fewest leading examples whose BFD packing gives >= --steps rows
         from instructkit.train.packing import best_fit_decreasing
-        pool, _ = _slice(args, tokenizer, args.steps * 8)
+        pool, _ = _slice(args, tokenizer, args.steps * 6)
         lens = [len(r["input_ids"]) for r in pool]
+        if len(best_fit_decreasing(lens, args.row_tokens)) < args.steps:  # said, not silently fewer steps
+            print(f"notice: the data holds only {len(best_fit_decreasing(lens, args.row_tokens))} rows of "
+                  f"{args.row_tokens} tokens, fewer than --steps {args.steps}", file=sys.stderr)
         lo, hi = 1, len(pool)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -652,7 +657,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         a.dtype = "bfloat16" if common.native_bf16() else "float32"
     # TRL runs at ~10 real tokens/s on 2 shared cores (see BENCHMARKS.md), which bounds the sizes
     size = dict(steps=3, examples=0, eval_examples=4, max_tokens=256, row_tokens=256) if a.quick else \
-        dict(steps=100, examples=0, eval_examples=16, max_tokens=512, row_tokens=512)
+        dict(steps=80, examples=0, eval_examples=16, max_tokens=512, row_tokens=512)
     for k, v in size.items():
         if getattr(a, k) is None:
             setattr(a, k, v)

@@ -47,10 +47,10 @@ def load_sets(cfg: Any) -> list[Any]:
     extra = {k: v for k, v in dict(k=cfg.k, split=cfg.split,
                                   data_dir=Path(cfg.data_dir) if cfg.data_dir else None).items() if v is not None}
     sets = [load_eval_set(t, cfg.fmt, cfg.limit, seed=cfg.seed, templates=cfg.templates, **extra) for t in cfg.tasks]
-    if cfg.max_new_tokens:
+    if cfg.max_new_tokens:  # a cap: a direct answer's own 32-64 tokens are not raised to a CoT budget
         for es in sets:
             for it in es.items:
-                it.max_new_tokens = cfg.max_new_tokens
+                it.max_new_tokens = min(it.max_new_tokens, cfg.max_new_tokens)
     return sets
 
 

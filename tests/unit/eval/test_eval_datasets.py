@@ -143,3 +143,11 @@ def test_every_loader_reads_the_format_value_the_same_way(bbh_dir):
             g = load_gsm8k("", fmt, data_dir=bbh_dir).items[0].prompt
             assert ("Question: 1+1?" in g) == few and ("1+1=2\n" in g) == (few and cot)
             assert g.endswith(COT_TRIGGER) == (cot and not few)
+
+
+def test_eval_max_new_tokens_caps_and_never_raises(bbh_dir):
+    from instructkit.eval.cli import load_sets
+    from instructkit.eval.config import EvalConfig
+    for fmt, want in (("few_shot", 32), ("few_shot_cot", 128)):  # direct BBH keeps its 32, CoT's 256 is capped
+        (es,) = load_sets(EvalConfig(tasks=["bbh:toy"], fmt=fmt, max_new_tokens=128, data_dir=str(bbh_dir)))
+        assert {it.max_new_tokens for it in es.items} == {want}
