@@ -6,9 +6,10 @@ OpenAI-compatible endpoint, or a scripted judge in tests. The prompts are data
 
 Rules that decide results, each covered by a test:
 
-* pairwise games are played in both orders (A/B then B/A) to cancel position bias; a model wins
-  only if it wins both orders, anything else is a tie (MT-Bench's rule; disagreements are also
-  counted as ``inconsistent``);
+* pairwise games are played in both orders (A/B then B/A) to cancel position bias; by default a
+  model wins only if it wins both orders, anything else is a tie (MT-Bench's rule; disagreements are
+  also counted as ``inconsistent``); ``swap="calibrated"`` averages the log-odds over both orders
+  instead (:mod:`instructkit.eval.judge_swap`, for judges with a strong position bias);
 * a verdict that cannot be parsed is an error: counted by reason, written to ``verdicts.jsonl``,
   reported - never silently dropped and never turned into a tie;
 * every judge output is cached in ``judgments.jsonl`` keyed by (judge, prompt, generation settings),
@@ -230,18 +231,24 @@ class VerdictCache:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
         self.outputs: dict[str, str] = {}
+        #: per-option log-probs of log-prob verdicts (swap=calibrated averages them over both orders)
+        self.logprobs: dict[str, dict[str, float]] = {}
         self.unreadable_lines = 0
         if self.path and self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                     self.outputs[rec["key"]] = rec["output"]
+                    if isinstance(rec.get("logprobs"), dict):
+                        self.logprobs[rec["key"]] = rec["logprobs"]
                 except (json.JSONDecodeError, KeyError, TypeError):
                     self.unreadable_lines += 1  # e.g. a line cut by a crash: that game is asked again
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
         for r in records:
             self.outputs[r["key"]] = r["output"]
+            if isinstance(r.get("logprobs"), dict):
+                self.logprobs[r["key"]] = r["logprobs"]
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:

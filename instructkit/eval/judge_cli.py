@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 import typer
 
 from instructkit.errors import ConfigError
+from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, check_swap
 
 
 def make_backend(ref: str, *, endpoint_model: str = "default", api_key_env: str = "OPENAI_API_KEY",
@@ -47,6 +48,8 @@ def judge_cmd(
     seed: int = typer.Option(0, help="Seed for bootstrap and Elo permutations."),
     verdict: str = typer.Option("generate", help="generate: the judge explains then gives \\[\\[verdict]] (MT-Bench); "
                                 "logprob: verdict options scored by log-likelihood (local judges only; for weak judges)."),
+    swap: str = typer.Option("agree", help="Pairwise: " + SWAP_DOC),
+    tie_margin: float = typer.Option(0.0, "--tie-margin", help=TIE_MARGIN_DOC),
 ) -> None:
     """Grade model answers with an LLM judge (MT-Bench prompts); write verdicts, battles, leaderboard."""
     from instructkit.eval.judge import load_judge_prompts
@@ -54,6 +57,8 @@ def judge_cmd(
     from instructkit.eval.judge_run import error_report, run_judge, scores_markdown
     from instructkit.eval.ratings import Row, rich_table
 
+    if mode == "pairwise":
+        check_swap(swap, verdict, tie_margin)  # before loading anything
     qs = load_questions(questions, limit)
     ans = load_answers(answers, qs)
     if models:
@@ -73,12 +78,18 @@ def judge_cmd(
         chat_format = backend.renderer.prompt_text
     summary = run_judge(qs, ans, backend, mode=mode, out=out, prompts=prompts, references=refs, baseline=baseline,
                         max_new_tokens=max_new_tokens, temperature=temperature, chunk=batch_size, rounds=bootstrap,
-                        seed=seed, verdict=verdict, chat_format=chat_format)
+                        seed=seed, verdict=verdict, chat_format=chat_format, swap=swap, tie_margin=tie_margin)
     con = _console()
     con.print(f"{summary['questions']} questions x {len(summary['models'])} models, mode={mode}: "
               f"{summary['judge_prompts']} judge prompts ({summary['judge_calls_new']} asked now, rest cached)")
     if summary["input_stats"]:
         con.print(f"inputs: {summary['input_stats']}")
+    if mode == "pairwise":
+        st = summary["stats"]
+        con.print(f"pairwise ({swap}): {st.get('matches', 0)} matches, {summary['battles']} decided or tied, "
+                  f"{st.get('inconsistent', 0)} with disagreeing orders"
+                  + (f", {st.get('calibrated_ties', 0)} ties, {st.get('decided_by_calibration', 0)} decided only "
+                     f"by calibration" if swap == "calibrated" else " (ties under agree)"))
     if mode == "single":
         con.print(scores_markdown(summary["scores"]), markup=False)
     if "leaderboard" in summary:

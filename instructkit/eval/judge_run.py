@@ -61,11 +61,17 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
               prompts: dict[str, J.JudgePrompt] | None = None, references: dict[str, list[str]] | None = None,
               baseline: str | None = None, max_new_tokens: int = 512, temperature: float = 0.0, chunk: int = 8,
               rounds: int = 200, seed: int = 0, progress: bool = True, verdict: str = "generate",
-              chat_format: Any = None) -> dict[str, Any]:
+              chat_format: Any = None, swap: str = "agree", tie_margin: float = 0.0) -> dict[str, Any]:
     """``verdict="generate"``: the judge writes an explanation and a verdict (MT-Bench); ``"logprob"``:
-    the verdict options are scored by log-likelihood (needs ``chat_format`` and ``judge.loglikelihood``)."""
+    the verdict options are scored by log-likelihood (needs ``chat_format`` and ``judge.loglikelihood``).
+    ``swap`` (pairwise): ``"agree"`` (both orders must agree, MT-Bench) or ``"calibrated"`` (log-odds
+    averaged over both orders, ties within ``tie_margin``; see :mod:`instructkit.eval.judge_swap`)."""
+    from instructkit.eval.judge_swap import check_swap, score_pairwise_calibrated
+
     if verdict not in ("generate", "logprob"):
         raise ConfigError(f"unknown verdict method {verdict!r}; choose generate or logprob")
+    if mode == "pairwise":
+        check_swap(swap, verdict, tie_margin)
     if verdict == "logprob" and chat_format is None:
         raise ConfigError("verdict=logprob needs chat_format (a function rendering the judge's chat prompt)")
     out = Path(out)
@@ -94,12 +100,18 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
     else:
         outputs = ask(None)
 
-    res = J.score_single(games, outputs) if mode == "single" else J.score_pairwise(matches, outputs)
+    if mode == "single":
+        res = J.score_single(games, outputs)
+    elif swap == "calibrated":
+        res = score_pairwise_calibrated(matches, outputs, cache.logprobs, tie_margin)
+    else:
+        res = J.score_pairwise(matches, outputs)
     battles = J.battles_from_scores(res.verdicts) if mode == "single" else res.battles
     _write_jsonl(out / "verdicts.jsonl", res.verdicts)
     _write_jsonl(out / "battles.jsonl", battles)
     summary: dict[str, Any] = {
-        "mode": mode, "verdict": verdict, "judge": getattr(judge, "name", type(judge).__name__), "questions": len(questions),
+        "mode": mode, "verdict": verdict, **({"swap": swap, "tie_margin": tie_margin} if mode == "pairwise" else {}),
+        "judge": getattr(judge, "name", type(judge).__name__), "questions": len(questions),
         "models": answers.models, "baseline": baseline, "judge_prompts": len({g.key for g in games}),
         "judge_calls_new": len(cache.outputs) - cached_before,
         "cache_unreadable_lines": cache.unreadable_lines, "errors": dict(res.errors),

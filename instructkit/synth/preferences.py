@@ -1,8 +1,9 @@
 """``instructkit synth preferences``: preference pairs from the pipeline itself (RLAIF).
 
 Sample N answers per prompt from a model (local or served), rank them with the eval stage's pairwise
-judge (every pair judged in both orders; a pair counts only when both orders agree - MT-Bench's rule)
-or with a trained reward model, and write ``{"prompt", "chosen", "rejected"}`` records that
+judge (every pair judged in both orders; ``swap: agree``: a pair counts only when both orders agree -
+MT-Bench's rule; ``swap: calibrated``: the log-odds averaged over both orders decide, which cancels a
+small judge's position bias, see :mod:`instructkit.eval.judge_swap`) or with a trained reward model, and write ``{"prompt", "chosen", "rejected"}`` records that
 ``train.objective: dpo`` reads. Nothing is dropped silently: identical samples, ties, inconsistent
 verdicts and unparseable judge outputs are counted in ``report.json``. The judge's answers are cached
 (``judge/judgments.jsonl``), so a rerun on the same ``--out`` resumes.
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import typer
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
 from instructkit.errors import DataError, InstructkitError
+from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap
 
 
 class PreferencesConfig(Section):
@@ -42,10 +44,23 @@ class PreferencesConfig(Section):
     verdict: Literal["generate", "logprob"] = Field(
         "logprob", description="generate: the judge explains then decides (MT-Bench); logprob: verdict options "
                                "scored by log-likelihood (local judges; for small judges).")
+    swap: SwapRule = Field("agree", description="ranker=judge: " + SWAP_DOC)
+    tie_margin: float = Field(0.0, ge=0.0, description=TIE_MARGIN_DOC)
     reward_model: Optional[str] = Field(None, description="ranker=reward: a reward-model folder "
                                                           "(train.objective=reward RUN/model).")
     seed: int = Field(0, description="Sampling seed.")
     batch_size: int = Field(8, ge=1, description="Requests per generate call.")
+
+    @field_validator("swap")
+    @classmethod
+    def _swap_needs_logprob(cls, v: str, info: ValidationInfo) -> str:
+        # reported under the key 'swap'; the reward ranker asks no judge, so the rule does not apply
+        if info.data.get("ranker") == "judge" and "verdict" in info.data:
+            try:
+                check_swap(v, info.data["verdict"])
+            except InstructkitError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 def _prompt_text(rec: Any) -> str:
@@ -104,7 +119,7 @@ def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: Preference
 
 def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig, out: Path,
                     stats: Counter) -> list[tuple[int, int, int]]:
-    """``(prompt index, winner sample, loser sample)`` for every pair both judge orders agree on."""
+    """``(prompt index, winner sample, loser sample)`` for every pair the judge decides (``cfg.swap``)."""
     from instructkit.eval.judge_cli import make_backend
     from instructkit.eval.judge_io import AnswerSet, Question
     from instructkit.eval.judge_run import run_judge
@@ -117,7 +132,8 @@ def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cf
     judge = make_backend(cfg.judge)
     chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
     summary = run_judge(qs, aset, judge, mode="pairwise", out=out / "judge", verdict=cfg.verdict,
-                        chat_format=chat_format, chunk=cfg.batch_size, progress=False, seed=cfg.seed)
+                        chat_format=chat_format, chunk=cfg.batch_size, progress=False, seed=cfg.seed,
+                        swap=cfg.swap, tie_margin=cfg.tie_margin)
     stats.update({f"judge_error_{k}": v for k, v in summary["errors"].items()})
     index = {pid: i for i, (pid, _) in enumerate(prompts)}
     wins = []
@@ -127,8 +143,12 @@ def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cf
         if v.get("error"):
             stats["dropped_judge_error"] += 1
         elif v["winner"] == "tie":
-            stats["tied_inconsistent" if not v.get("consistent", True) else "tied"] += 1
+            # under agree an inconsistent pair is a forced tie; under calibrated a tie is a balanced margin
+            forced = cfg.swap == "agree" and not v.get("consistent", True)
+            stats["tied_inconsistent" if forced else "tied"] += 1
         else:
+            # calibrated: the orders' letters disagreed, the averaged margin still decided (agree would tie)
+            stats["decided_by_calibration"] += not v.get("consistent", True)
             w, l = (a, b) if v["winner"] == "model_a" else (b, a)
             wins.append((index[v["question_id"]], w, l))
     return wins

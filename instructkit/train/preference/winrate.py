@@ -1,8 +1,9 @@
 """Judge-based win rate of a tuned model against a baseline on held-out prompts, with a bootstrap CI.
 
 Both models answer every prompt (greedy); the eval stage's pairwise judge compares each pair in both
-orders (a win needs both orders to agree, anything else is a tie; unparseable verdicts are errors,
-counted and left out). Win rate = (wins + ties / 2) / judged, 95% CI by bootstrap over prompts.
+orders (``swap: agree``: a win needs both orders to agree, anything else is a tie; ``swap: calibrated``:
+the log-odds averaged over both orders decide, cancelling position bias; unparseable verdicts are
+errors, counted and left out). Win rate = (wins + ties / 2) / judged, 95% CI by bootstrap over prompts.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
+from instructkit.errors import InstructkitError
+from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap
 
 
 class WinRateConfig(Section):
@@ -23,10 +26,22 @@ class WinRateConfig(Section):
     baseline: Optional[str] = Field(None, description="The baseline model (or the stage input 'baseline').")
     judge: str = Field("smollm2-135m-instruct", description="Judge model reference or OpenAI-compatible URL.")
     verdict: Literal["generate", "logprob"] = Field("logprob", description="See synth preferences.")
+    swap: SwapRule = Field("agree", description=SWAP_DOC)
+    tie_margin: float = Field(0.0, ge=0.0, description=TIE_MARGIN_DOC)
     limit: Optional[int] = Field(None, ge=1, description="First N prompts only.")
     max_new_tokens: int = Field(128, ge=1, description="Answer length budget.")
     rounds: int = Field(1000, ge=10, description="Bootstrap resamples for the CI.")
     seed: int = Field(0, description="Bootstrap seed.")
+
+    @field_validator("swap")
+    @classmethod
+    def _swap_needs_logprob(cls, v: str, info: ValidationInfo) -> str:
+        if "verdict" in info.data:  # reported under the key 'swap'
+            try:
+                check_swap(v, info.data["verdict"])
+            except InstructkitError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 def win_rate(outcomes: list[float], rounds: int = 1000, seed: int = 0) -> dict[str, float | None]:
@@ -62,7 +77,8 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
     judge = make_backend(cfg.judge)
     chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
     summary = run_judge(qs, aset, judge, mode="pairwise", out=out / "judge", baseline="baseline",
-                        verdict=cfg.verdict, chat_format=chat_format, progress=False, seed=cfg.seed)
+                        verdict=cfg.verdict, chat_format=chat_format, progress=False, seed=cfg.seed,
+                        swap=cfg.swap, tie_margin=cfg.tie_margin)
     score = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
     outcomes, counts = [], {"win": 0, "tie": 0, "loss": 0, "error": 0}
     for line in (out / "judge" / "verdicts.jsonl").read_text().splitlines():
@@ -75,7 +91,10 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
         counts["win" if s == 1 else "loss" if s == 0 else "tie"] += 1
     res = {"model": model, "baseline": baseline, "prompts": len(prompts), "prompts_skipped": dict(skipped),
            "counts": counts, **win_rate(outcomes, cfg.rounds, cfg.seed), "judge": cfg.judge, "verdict": cfg.verdict,
-           "judge_errors": summary["errors"]}
+           "swap": cfg.swap, "tie_margin": cfg.tie_margin, "judge_errors": summary["errors"],
+           # inconsistent = orders' letters disagree; decided_by_calibration = of those, decided anyway
+           "judge_stats": {k: summary["stats"].get(k, 0) for k in
+                           ("inconsistent", "calibrated_ties", "decided_by_calibration")}}
     (out / "winrate.json").write_text(json.dumps(res, indent=2))
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     (out / "winrate.md").write_text(
@@ -85,7 +104,7 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
     ci = None if res["ci_low"] is None else [res["ci_low"], res["ci_high"]]
     # the report stage's row shape: {task: {format, n, metric, value, ci, chance}}
     return {"report": str(out / "winrate.md"), "results": str(out / "winrate.json"), "model": model,
-            "scores": {"judge_winrate": {"format": f"pairwise judge ({cfg.verdict})", "n": len(outcomes),
+            "scores": {"judge_winrate": {"format": f"pairwise judge ({cfg.verdict}, swap={cfg.swap})", "n": len(outcomes),
                                          "metric": f"win rate vs {baseline}", "value": res["win_rate"], "ci": ci,
                                          "chance": 0.5}}}
 
