@@ -59,6 +59,26 @@ there these they this those through to too under until up very was we were what 
 with would you your yours yourself yourselves ok okay yes""".split())
 
 
+# A small teacher often starts by repeating the label our prompt ends with ("#Rewritten Prompt#:") and then
+# writes a usable rewrite. distilabel's EvolInstruct keeps only what follows the last "Prompt#:"
+# (``split("Prompt#:")[-1]``); WizardLM's released code keeps the raw text. We strip only a leading echo of
+# the label (any case, spacing, '#' or markdown bold) and count it, so rule 4 still catches scaffolding words
+# anywhere inside the rewrite itself.
+_ECHO = re.compile(r"\A\s*(?:\*\*|__)?\s*(?P<h1>#+)?\s*(?:the\s+)?{label}\s+prompt\s*(?P<h2>#+)?\s*(?:\*\*|__)?"
+                   r"\s*(?P<colon>:)?\s*(?:\*\*|__)?[ \t]*\n?")
+
+
+def strip_label_echo(text: str, label: str) -> tuple[str, bool]:
+    """Remove a leading ``#<Label> Prompt#:`` echo (label: "rewritten" or "created"); (text, stripped?).
+
+    A bare "Rewritten prompt ..." at the start with neither '#' nor ':' is prose, not an echo: left alone.
+    """
+    m = re.match(_ECHO.pattern.format(label=label), text, re.I)
+    if m is None or not (m.group("h1") or m.group("h2") or m.group("colon")):
+        return text, False
+    return text[m.end():].strip(), True
+
+
 def eliminate_by_prompt(evolved: str) -> str | None:
     """Rule 4 (and an empty rewrite): the reason, or None."""
     if not evolved.strip():
@@ -104,12 +124,16 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
         res = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}], seed=cfg.seed * 1009 + rnd,
                                                 **sampling) for t in prompts], desc=f"evolve round {rnd}")
         elim: dict[str, int] = {}
+        n_echo = 0
         cands = []
         for p, op, r in zip(pool, ops, res):
             if r is None:
                 reason = "teacher_failed"
             else:
-                text = r.texts[0].strip()
+                text, echoed = strip_label_echo(r.texts[0].strip(), "created" if op == "breadth" else "rewritten")
+                if echoed:  # counted, not a drop: the item goes on to the eliminations
+                    rep.counts["stripped_label_echo"] += 1
+                    n_echo += 1
                 reason = eliminate_by_prompt(text)
             if reason:
                 elim[reason] = elim.get(reason, 0) + 1
@@ -163,5 +187,6 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
         rep.rounds.append({"round": rnd, "evolved": len(pool), "survived": len(survivors),
                            "survival": len(survivors) / max(1, len(pool)),
                            "mean_words": sum(n_words) / len(n_words) if n_words else 0.0,
-                           "ops": dict(sorted({o: ops.count(o) for o in set(ops)}.items())), "eliminated": elim})
+                           "ops": dict(sorted({o: ops.count(o) for o in set(ops)}.items())), "eliminated": elim,
+                           "stripped_label_echo": n_echo})
     return kept, rep

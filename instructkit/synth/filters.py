@@ -14,9 +14,14 @@ from typing import Any
 from instructkit.synth.rouge import RougeLFilter
 
 _LABEL = r"[*_\s]*{name}[*_\s]*:[*_\s]*"
-_ITEM = re.compile(r"(?im)^[#*\s]*(\d+)\s*[.)]?\s*" + _LABEL.format(name="(?:instructions?|task)"))
-_INPUT = re.compile(r"(?im)^[#*\s]*(?:\d+\s*[.)]?\s*)?" + _LABEL.format(name="input"))
-_OUTPUT = re.compile(r"(?im)^[#*\s]*(?:\d+\s*[.)]?\s*)?" + _LABEL.format(name="output"))
+# A label starts a line ("4. Input:", "**4. Input:**", "Input:") or, when numbered, may follow text on the same
+# line or a "###" ("... Paris. 5. Instruction: ..."), as Alpaca's re.split(r"{idx}\.\s+(Instruction|Input|Output):")
+# accepts. An unnumbered "input:"/"output:" in mid-line prose is not a label.
+_AT_LINE = r"^[#*\s]*"
+_MID_NUM = r"(?<=[\s#])\**\d+\s*[.)]\s*"
+_ITEM = re.compile(rf"(?im)(?:{_AT_LINE}\d+\s*[.)]?\s*|{_MID_NUM})" + _LABEL.format(name="(?:instructions?|task)"))
+_INPUT = re.compile(rf"(?im)(?:{_AT_LINE}(?:\d+\s*[.)]?\s*)?|{_MID_NUM})" + _LABEL.format(name="input"))
+_OUTPUT = re.compile(rf"(?im)(?:{_AT_LINE}(?:\d+\s*[.)]?\s*)?|{_MID_NUM})" + _LABEL.format(name="output"))
 _NOINPUT = re.compile(r"^\s*(<\s*no\s*input\s*>|no input\.?|none\.?|n/?a\.?|-)\s*$", re.I)
 _TASK_LINE = re.compile(r"(?im)^[#*\s]*(?:task\s*)?(\d+)\s*[.):]\s*(?:task\s*\d*\s*:)?\s*(.+)$")
 

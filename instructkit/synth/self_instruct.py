@@ -95,7 +95,9 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
                 continue
             text = res.texts[0]
             if cfg.style == "alpaca":
-                lead = not text.lstrip()[:1].isdigit()  # the answer continues our "N. Instruction:" line
+                # the answer continues our "N. Instruction:" line unless it opens with a number of its own: a reply
+                # like '1. Sentence: "..."\n2. Output: ...' must not become the instruction '1. Sentence: ...'
+                lead = not text.lstrip()[:1].isdigit()
                 items, fails = parse_alpaca_list(f"{k + 1}. Instruction:" + text if lead else text)
                 if lead and not items and len(fails) == 1:
                     fails = ["unparseable_response"]

@@ -30,6 +30,32 @@ def test_parse_alpaca_list_variants_and_failures():
     assert parse_alpaca_list("just some prose") == ([], ["no_numbered_items"])
 
 
+@pytest.mark.parametrize("text, want", [
+    # labels inline after text / after "###", as Alpaca's re.split(r"{idx}\.\s+(Instruction|Input|Output):") reads them
+    ("5. Instruction: Name a river. 5. Input: <noinput> 5. Output: The Nile. ### 6. Instruction: Add 2 and 3.\n"
+     "6. Input:\n<noinput>\n6. Output:\n5",
+     [("Name a river.", "", "The Nile."), ("Add 2 and 3.", "", "5")]),
+    # plural, upper case, bold, ")" numbering
+    ("5. INSTRUCTIONS: Sort the list.\n**5. INPUT:** 3, 1, 2\n5) output: 1, 2, 3", [("Sort the list.", "3, 1, 2", "1, 2, 3")]),
+    # SmolLM2's shape: its own (skipped-ahead) number and the plural label, then a complete item
+    ("5. Instructions:\n\nName a prime number.\n5. Input:\n<noinput>\n5. Output:\n7", [("Name a prime number.", "", "7")]),
+])
+def test_parse_alpaca_list_tolerant_shapes(text, want):
+    items, fails = parse_alpaca_list(text)
+    assert [(i["instruction"], i["input"], i["output"]) for i in items] == want and fails == []
+
+
+def test_parse_alpaca_list_rejects_incomplete_or_unlabelled():
+    # real SmolLM2 replies: an input with no instruction or output, and an instruction with no output (counted)
+    assert parse_alpaca_list("4. Instruction:4. Input:\nHere is a tool that lets you run a business") == ([], ["truncated_last_item"])
+    assert parse_alpaca_list("5. Instructions:\n\nHow to use a personal financial calculator") == ([], ["truncated_last_item"])
+    # unnumbered "output:" in mid-line prose is not a label; an instruction-less item is counted, not kept
+    assert parse_alpaca_list("4. Instruction: Say why output: matters here.") == ([], ["truncated_last_item"])
+    assert parse_alpaca_list("4. Instruction:\n4. Input:\nx\n4. Output:\ny") == ([], ["empty_instruction"])
+    # a real SmolLM2 reply with its own numbering and no Instruction label: no item (self_instruct adds no lead then)
+    assert parse_alpaca_list('1. Sentence: "We are goners."\n2. Output:\nWe are goners.') == ([], ["no_numbered_items"])
+
+
 def test_parse_task_list_and_instance():
     ins, fails = parse_task_list("Task 9: Write a haiku.\nTask 10: Explain gravity.\n11. Name three rivers.\n12.")
     assert ins == ["Write a haiku.", "Explain gravity.", "Name three rivers."] and fails == []
