@@ -72,7 +72,8 @@ def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequ
 def make_engine(lm: Any) -> Any:
     from instructkit.serve.engine import Engine
     return Engine(lm.model, lm.tokenizer, max_batch_size=lm.batch_size, max_queue=1 << 30,
-                  max_context=lm.max_length, eos_token_ids=lm.eos_token_ids())
+                  max_context=lm.max_length, eos_token_ids=lm.eos_token_ids(),
+                  prefix_min_tokens=lm.prefix_min_tokens)
 
 
 # -- the reference path: HF generate, fixed left-padded batches ---------------------------------------------

@@ -94,9 +94,10 @@ class Request:
 class Engine:
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, max_queue: int = 256,
                  max_prefill_tokens: int = 4096, max_context: int | None = None,
-                 eos_token_ids: Sequence[int] | None = None):
+                 eos_token_ids: Sequence[int] | None = None, prefix_min_tokens: int = 32):
         self.model, self.tok = model.eval(), tokenizer
         self.max_batch_size, self.max_queue, self.max_prefill_tokens = max_batch_size, max_queue, max_prefill_tokens
+        self.prefix_min_tokens = prefix_min_tokens
         cfg = getattr(model, "config", None)
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None) or 2048
         self.eos = set(eos_token_ids if eos_token_ids is not None else default_eos(model, tokenizer))
@@ -111,7 +112,11 @@ class Engine:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.stats = {"steps": 0, "prefills": 0, "max_batch": 0, "generated_tokens": 0}
+        self.stats = {"steps": 0, "prefills": 0, "max_batch": 0, "generated_tokens": 0, "prefix_tokens_reused": 0}
+        #: a prompt prefix shared by a ``generate_many`` call (k-shot exemplars): its KV cache is computed
+        #: once and every prefill whose prompts all start with it runs only their suffixes
+        self._pin: list[int] | None = None
+        self._pin_cache: Any = None
 
     # -- submission ---------------------------------------------------------------------------------
     @property
@@ -145,15 +150,33 @@ class Engine:
         return fut
 
     def generate_many(self, items: Sequence[tuple[Sequence[int], SamplingParams]]) -> list[RequestOutput]:
-        """Generate for every ``(prompt_ids, params)``; batched continuously; returns in input order."""
-        reqs = [self.submit(ids, p) for ids, p in items]
-        for r in reqs:
-            while not r.done.is_set():
-                if self._thread is None:
-                    self.step()
-                else:
-                    r.done.wait()
+        """Generate for every ``(prompt_ids, params)``; batched continuously; returns in input order.
+        Prompts sharing >= ``prefix_min_tokens`` leading tokens (k-shot exemplars) prefill that prefix once."""
+        self._pin_prefix([ids for ids, _ in items])
+        try:
+            reqs = [self.submit(ids, p) for ids, p in items]
+            for r in reqs:
+                while not r.done.is_set():
+                    if self._thread is None:
+                        self.step()
+                    else:
+                        r.done.wait()
+        finally:
+            self._pin, self._pin_cache = None, None
         return [r.result() for r in reqs]
+
+    def _pin_prefix(self, prompts: Sequence[Sequence[int]]) -> None:
+        if len(prompts) < 2 or self.adapters:  # mixed-adapter rows would need the prefix per adapter
+            return
+        n = min(len(p) for p in prompts) - 1  # every prompt keeps >= 1 token: its last one gives the logits
+        first = prompts[0]
+        for p in prompts[1:]:
+            k = 0
+            while k < n and p[k] == first[k]:
+                k += 1
+            n = k
+        if self.prefix_min_tokens and n >= self.prefix_min_tokens:
+            self._pin, self._pin_cache = list(first[:n]), None
 
     def score(self, prompt_ids: Sequence[int], top: int = 0, adapter: str | None = None) -> list[TokenLogprob]:
         """Log-prob of every prompt token given the ones before (the first's is None); for ``echo``."""
@@ -251,17 +274,26 @@ class Engine:
         first: dict[int, int] = {}
         row = [first.setdefault(s.req.id, len(first)) for s in new]
         uniq = [new[row.index(k)] for k in range(len(first))]
-        T = max(len(s.req.prompt_ids) for s in uniq)
+        pin = self._pin
+        P = len(pin) if pin and all(s.req.prompt_ids[:len(pin)] == pin for s in uniq) else 0
+        T = max(len(s.req.prompt_ids) - P for s in uniq)
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         ids = torch.full((len(uniq), T), pad, dtype=torch.long)
-        mask = torch.zeros((len(uniq), T), dtype=torch.long)
+        mask = torch.ones((len(uniq), P + T), dtype=torch.long)
         for b, s in enumerate(uniq):  # left padding: every prompt ends at the right edge
-            p = s.req.prompt_ids
+            p = s.req.prompt_ids[P:]
             ids[b, T - len(p):] = torch.tensor(p)
-            mask[b, T - len(p):] = 1
+            mask[b, P: P + T - len(p)] = 0  # with a shared prefix the padding sits between it and the suffix
         # position ids as HF generate computes them: count of real tokens before, pads at 1
-        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        cache = BatchCache.new_dynamic(self.model)
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)[:, P:]
+        if P:
+            from instructkit.eval.prefix import expand_cache, prefix_cache
+            if self._pin_cache is None:
+                self._pin_cache = prefix_cache(self.model, pin, self.device)
+            cache = expand_cache(self._pin_cache, len(uniq))
+            self.stats["prefix_tokens_reused"] += P * len(uniq)
+        else:
+            cache = BatchCache.new_dynamic(self.model)
         logits = self._forward(uniq, ids.to(self.device), mask.to(self.device), pos.to(self.device), cache)
         if len(uniq) < len(new):
             idx = torch.tensor(row)

@@ -136,3 +136,18 @@ def test_mixed_adapter_batch_equals_merged_models(peft_tiny, tiny_tokenizer, ada
     assert all(len(v) == 1 for v in texts.values()) and len({next(iter(v)) for v in texts.values()}) == 3
     scored = eng.score(ids, top=2, adapter="bob")
     assert scored[0].logprob is None and len(scored) == len(ids)
+
+
+@pytest.mark.parametrize("bs", [1, 3, 32])
+def test_shared_prompt_prefix_prefilled_once_same_tokens(tiny_model, tiny_tokenizer, bs):
+    """k-shot prompts share their exemplars: generate_many prefills that prefix once and runs only the
+    suffixes (padding between prefix and suffix) - greedy tokens equal the engine without reuse."""
+    shots = " ".join(PROMPTS) + " answer: yes. " + " ".join(reversed(PROMPTS)) + " answer: no."
+    prompts = [shots + " " + q for q in ("one", "is it true that the answer is five", "yes", "Write a review")]
+    items = [(tiny_tokenizer(p)["input_ids"], SamplingParams(max_tokens=10)) for p in prompts]
+    off = Engine(tiny_model, tiny_tokenizer, max_batch_size=bs, prefix_min_tokens=0).generate_many(items)
+    eng = Engine(tiny_model, tiny_tokenizer, max_batch_size=bs, prefix_min_tokens=16)
+    on = eng.generate_many(items)
+    assert [o.outputs[0].token_ids for o in on] == [o.outputs[0].token_ids for o in off]
+    assert eng.stats["prefix_tokens_reused"] >= 16 * len(items)
+    assert eng._pin is None and eng._pin_cache is None  # pinned only for the call
