@@ -45,12 +45,7 @@ def _lora(model: Any, spec: AdapterSpec, use_dora: bool) -> Any:
     target = "all-linear" if spec.target_modules == ["all-linear"] else list(spec.target_modules)
     cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=target,
                      use_dora=use_dora, bias="none", task_type="CAUSAL_LM")
-    import warnings
-    with warnings.catch_warnings():
-        # peft reads transformers' deprecated `is_gradient_checkpointing` alias: a FutureWarning on every
-        # LoRA run that the user can do nothing about
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(model, cfg)
+    return get_peft_model(model, cfg)  # peft's FutureWarnings on transformers' aliases: see instructkit/__init__
 
 
 def apply_full(model: Any, spec: AdapterSpec, gc: bool) -> Any:
