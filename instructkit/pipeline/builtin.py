@@ -165,7 +165,8 @@ def report(ctx: Any, cfg: Any) -> dict:
     lines = [f"# {cfg.name}", "", cfg.description, "",
              "| run | task | format | n | metric | value | 95% CI | chance |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        v = "n/a" if r["value"] is None else f"{r['value']:.4f}"
+        v = "n/a" if r["value"] is None else (f"{r['value']:.4f}" if isinstance(r["value"], (int, float))
+                                              else str(r["value"]))  # counts (tool calls) stay text
         ci = "" if not r["ci"] else f"[{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"
         ch = "" if r.get("chance") is None else f"{r['chance']:.3f}"
         lines.append(f"| {r['run']} | {r['task']} | {r['format']} | {r['n']} | {r['metric']} | {v} | {ci} | {ch} |")
@@ -188,7 +189,7 @@ def _pivot(rows: list[dict]) -> list[str]:
             vals = []
             for s in settings:
                 r = cells.get((m, s))
-                vals.append("" if r is None or r["value"] is None else
-                            f"{r['value']:.3f}" + ("" if not r["ci"] else f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"))
+                vals.append("" if r is None or r["value"] is None else str(r["value"]) if isinstance(r["value"], str)
+                            else f"{r['value']:.3f}" + ("" if not r["ci"] else f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"))
             out.append(f"| {m} | " + " | ".join(vals) + " |")
     return out

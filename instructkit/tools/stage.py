@@ -84,8 +84,14 @@ def report_scores(res: dict, task: str) -> dict:
     report stage prints ``ci``; a ``stderr`` alone left its CI column blank)."""
     scores = {}
     for mode, m in res["modes"].items():
+        # chance 0: the answer is an exact number / a name, not a choice among a few
         scores[f"{task}_{mode}"] = {"format": mode, "n": res["n"], "metric": "acc", "value": m["accuracy"],
-                                    "ci": list(m["ci95"])}
+                                    "ci": list(m["ci95"]), "chance": 0.0}
+        c = m.get("counts") or {}
+        if mode == "with_tools" and c:  # the LaMDA question is also *whether* the model calls its tools
+            scores[f"{task}_tool_calls"] = {
+                "format": mode, "n": res["n"], "metric": "tool calls made / parsed / executed / failed",
+                "value": f"{c.get('made', 0)} / {c.get('parsed', 0)} / {c.get('executed', 0)} / {c.get('failed', 0)}"}
     d = res["delta_with_minus_without"]
     scores[f"{task}_delta"] = {"format": "with - without (paired)", "n": res["n"], "metric": "acc delta",
                                "value": d["value"], "ci": list(d["ci95"])}

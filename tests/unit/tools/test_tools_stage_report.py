@@ -31,14 +31,17 @@ def test_report_rows_carry_the_eval_ci_and_the_paired_delta(tmp_path):
     ctx = SimpleNamespace(inputs={"base": outs}, out=tmp_path, console=Console(file=io.StringIO()))
     report(ctx, SimpleNamespace(name="lamda_tools", description="d"))
     rows = {r["task"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"]}
-    assert set(rows) == {"gsm8k_with_tools", "gsm8k_without_tools", "gsm8k_delta"}
+    assert set(rows) == {"gsm8k_with_tools", "gsm8k_without_tools", "gsm8k_delta", "gsm8k_tool_calls"}
+    assert rows["gsm8k_with_tools"]["chance"] == 0.0
+    # how often the model called its tools is part of the result (made / parsed / executed / failed)
+    assert rows["gsm8k_tool_calls"]["value"] == "3 / 0 / 0 / 0"
     w = res["modes"]["with_tools"]
     assert rows["gsm8k_with_tools"]["value"] == w["accuracy"] == 0.6 and rows["gsm8k_with_tools"]["ci"] == w["ci95"]
     assert rows["gsm8k_delta"]["value"] == res["delta_with_minus_without"]["value"]
     md = (tmp_path / "report.md").read_text()
     own = report_markdown(res)  # the eval's own report: the same interval, to 3 decimals
     for line in md.splitlines():
-        if line.startswith("| base | gsm8k_"):
+        if line.startswith("| base | gsm8k_") and "tool_calls" not in line:
             ci = line.split("|")[7].strip()
             assert ci.startswith("[") and ci.endswith("]"), line  # never blank
     assert f"[{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}]" in own
