@@ -259,11 +259,7 @@ class HFModel:
         rest = sorted(set(range(len(encoded))) - set(fits))
         groups = prefix_groups([encoded[i][0] for i in fits], self.prefix_min_tokens) if self.prefix_min_tokens else \
             [(0, list(range(len(fits))))]
-        groups = [(n, [fits[j] for j in idxs]) for n, idxs in groups]
-        # every request without a shared prefix goes into ONE group: scored per prefix group, items whose
-        # contexts share nothing (zero-shot) would otherwise run as batches of one row (10x slower on CPU)
-        alone = sorted(i for n, idxs in groups if not n for i in idxs) + rest
-        groups = [(n, idxs) for n, idxs in groups if n] + ([(0, alone)] if alone else [])
+        groups = [(n, [fits[j] for j in idxs]) for n, idxs in groups] + ([(0, rest)] if rest else [])
         for plen, idxs in groups:
             cache = prefix_cache(self.model, encoded[idxs[0]][0][:plen], self.device) if plen else None
             sub = [(encoded[i][0][plen:], encoded[i][1]) for i in idxs]

@@ -48,6 +48,17 @@ def check_swap(swap: str, verdict: str, tie_margin: float = 0.0) -> None:
         raise ConfigError(f"tie_margin must be >= 0 (got {tie_margin})")
 
 
+def check_swap_field(swap: str, info: Any) -> str:
+    """Body of a config's ``swap`` field validator: :func:`check_swap` against the config's ``verdict``,
+    as a ValueError so pydantic reports it under the key ``swap``."""
+    if "verdict" in info.data:
+        try:
+            check_swap(swap, info.data["verdict"])
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+    return swap
+
+
 def order_margin(logprobs: Mapping[str, float] | None) -> tuple[float | None, str | None]:
     """``(logP(A) - logP(B), None)`` for one order, or ``(None, reason)`` when it cannot be computed."""
     if not logprobs or "A" not in logprobs or "B" not in logprobs:

@@ -168,13 +168,11 @@ class Engine:
     def _pin_prefix(self, prompts: Sequence[Sequence[int]]) -> None:
         if len(prompts) < 2 or self.adapters:  # mixed-adapter rows would need the prefix per adapter
             return
-        n = min(len(p) for p in prompts) - 1  # every prompt keeps >= 1 token: its last one gives the logits
+        from instructkit.eval.prefix import lcp
+
         first = prompts[0]
-        for p in prompts[1:]:
-            k = 0
-            while k < n and p[k] == first[k]:
-                k += 1
-            n = k
+        # every prompt keeps >= 1 token of its own: its last one gives the first logits
+        n = min(min(len(p) for p in prompts) - 1, *(lcp(first, p) for p in prompts[1:]))
         if self.prefix_min_tokens and n >= self.prefix_min_tokens:
             self._pin, self._pin_cache = list(first[:n]), None
 

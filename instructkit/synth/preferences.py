@@ -26,7 +26,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
 from instructkit.errors import DataError, InstructkitError
-from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap
+from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
 class PreferencesConfig(Section):
@@ -54,13 +54,8 @@ class PreferencesConfig(Section):
     @field_validator("swap")
     @classmethod
     def _swap_needs_logprob(cls, v: str, info: ValidationInfo) -> str:
-        # reported under the key 'swap'; the reward ranker asks no judge, so the rule does not apply
-        if info.data.get("ranker") == "judge" and "verdict" in info.data:
-            try:
-                check_swap(v, info.data["verdict"])
-            except InstructkitError as e:
-                raise ValueError(str(e)) from None
-        return v
+        # the reward ranker asks no judge, so the rule does not apply to it
+        return check_swap_field(v, info) if info.data.get("ranker") == "judge" else v
 
 
 def _prompt_text(rec: Any) -> str:

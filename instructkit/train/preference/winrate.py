@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
-from instructkit.errors import InstructkitError
-from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap
+from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
 class WinRateConfig(Section):
@@ -36,12 +35,7 @@ class WinRateConfig(Section):
     @field_validator("swap")
     @classmethod
     def _swap_needs_logprob(cls, v: str, info: ValidationInfo) -> str:
-        if "verdict" in info.data:  # reported under the key 'swap'
-            try:
-                check_swap(v, info.data["verdict"])
-            except InstructkitError as e:
-                raise ValueError(str(e)) from None
-        return v
+        return check_swap_field(v, info)
 
 
 def win_rate(outcomes: list[float], rounds: int = 1000, seed: int = 0) -> dict[str, float | None]:
