@@ -147,7 +147,7 @@ def child_lm_eval(args: argparse.Namespace, names: list[str]) -> dict:
 
 
 def child_ours(args: argparse.Namespace, case_sets: list, dtype: str) -> dict:
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.hf import HFModel
     from instructkit.eval.runner import evaluate
 
     lm = HFModel(args.path, dtype=dtype, batch_size=args.batch_size, progress=False)

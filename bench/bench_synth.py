@@ -54,7 +54,7 @@ def run_distilabel(a: argparse.Namespace) -> dict:
 
 
 def run_ours(a: argparse.Namespace) -> dict:
-    from instructkit.synth.config import EvolConfig, TeacherConfig
+    from instructkit.config.synth import EvolConfig, TeacherConfig
     from instructkit.synth.stage import run_evol
 
     tmp = Path(tempfile.mkdtemp())

@@ -27,7 +27,7 @@ def demo_recipe(out: Path, model: str, per_task: int, steps: int | None, method:
     bf16 GEMMs are measured faster - 2x on AVX512-BF16 CPUs - else fp32, where bf16 would be 8-70x slower)."""
     from instructkit.config.base import validate
     from instructkit.data.tasks import builtin_tasks
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     tasks = SEEN_FIRST + [t.id for t in builtin_tasks() if t.id not in SEEN_FIRST]
     return validate(Recipe, {

@@ -18,7 +18,7 @@ def show(config: Optional[Path] = typer.Option(None, "--config", "-c", help="Rec
          keys: bool = typer.Option(False, "--keys", help="List every key with type, default and doc.")) -> None:
     """Print the resolved recipe (defaults + file + overrides) as YAML, or all keys with --keys."""
     from instructkit.config.base import describe, dump_yaml, load_config
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     if keys:
         t = Table("key", "type", "default", "doc", show_lines=False)
@@ -33,7 +33,7 @@ def show(config: Optional[Path] = typer.Option(None, "--config", "-c", help="Rec
 def check(files: List[Path] = typer.Argument(..., help="Recipe YAML files.")) -> None:
     """Validate recipe files (unknown keys, wrong types); exit 2 on the first bad one."""
     from instructkit.config.base import load_config
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     for f in files:
         load_config(Recipe, f)

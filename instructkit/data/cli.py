@@ -110,8 +110,8 @@ def prepare(
     from pathlib import Path
 
     from instructkit.config.base import load_config, validate
-    from instructkit.recipe import Recipe
-    from instructkit.data.config import DataConfig
+    from instructkit.config.recipe import Recipe
+    from instructkit.config.data import DataConfig
     from instructkit.data.prepare import prepare_dataset
     from instructkit.errors import ConfigError
 
@@ -152,5 +152,5 @@ def _register_tasks() -> None:
 
 _register_tasks()
 # tool use (issue 13): probe a chat template for training and tool calls
-from instructkit.chat.template_cli import template_check  # noqa: E402
+from instructkit.data.template_cli import template_check  # noqa: E402
 app.command("template-check")(template_check)

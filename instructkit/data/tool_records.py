@@ -46,7 +46,7 @@ def with_tool_fields(msg: Message, turn: dict[str, Any], prefix: str, text_key: 
             and msg.content.lstrip()[:1] in ("{", "[")):  # plain-text calls stay text, as before
         msg.tool_calls, msg.content = _function_call_value(msg.content, prefix + text_key), ""
     elif msg.role == "assistant" and "<tool_call>" in msg.content and not msg.tool_calls:
-        from instructkit.tools.parsers import get_parser
+        from instructkit.chat.tool_parsers import get_parser
 
         parsed = get_parser("hermes").parse(msg.content)
         if parsed.errors:

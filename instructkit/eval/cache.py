@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from instructkit.eval.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 
 def model_fingerprint(lm: Any) -> str:

@@ -34,9 +34,9 @@ def make_lm(ref: str, cfg: Any, chat_template: str | None = None) -> Any:
     """An LM backend for a model reference or an OpenAI-compatible base URL; ``chat_template``: the
     training template (the recipe's model.chat_template) used when eval.apply_chat_template is on."""
     if ref.startswith(("http://", "https://")):
-        from instructkit.eval.openai_backend import OpenAIModel
+        from instructkit.lm.openai_backend import OpenAIModel
         return OpenAIModel(ref, cfg.endpoint_model, api_key_env=cfg.api_key_env)
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.hf import HFModel
     return HFModel(ref, dtype=cfg.dtype, batch_size=cfg.batch_size, max_length=cfg.max_length,
                    apply_chat_template=cfg.apply_chat_template, chat_template=chat_template,
                    progress=False)  # the runner's per-task bar is the one shown
@@ -58,7 +58,7 @@ def _keys_epilog() -> str:
     from rich.markup import escape
 
     from instructkit.config.base import help_text
-    from instructkit.eval.config import EvalConfig
+    from instructkit.config.eval import EvalConfig
     # escaped: the key docs hold [type; default] brackets that rich would take for markup
     return escape("Dotted overrides (trailing arguments):\n\n" + help_text(EvalConfig, "eval.").replace("\n", "\n\n"))
 
@@ -91,7 +91,7 @@ def eval_main(
     from rich.console import Console
 
     from instructkit.config.base import load_config
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
     from instructkit.errors import ConfigError
     from instructkit.eval.runner import evaluate
     from instructkit.eval.throughput import format_throughput
@@ -122,7 +122,7 @@ def eval_main(
         from instructkit.models.dtype import resolve_dtype
         console.print(f"dtype auto -> {lm.dtype}: {resolve_dtype('auto', lm.device.type)[1]}")
     if tools:  # issue #13: the tool loop wraps the model (prompt -> user turn, final answer scored)
-        from instructkit.tools.loop import with_tools
+        from instructkit.toolset.loop import with_tools
         lm = with_tools(lm, tools)
     res = evaluate(lm, sets, out_dir, self_consistency=cfg.self_consistency, temperature=cfg.temperature,
                    seed=cfg.seed, extra={"config": cfg.model_dump()})

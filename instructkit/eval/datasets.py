@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterator
 from instructkit.errors import DataError, InstructkitError
 
 from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS, Format  # one definition of the formats
-from instructkit.eval.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
+from instructkit.data.shared import shared_data_dir  # noqa: F401  (re-exported)
+from instructkit.data.tasks.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
 LETTERS = "ABCD"
 NUMBER_ANSWER = AnswerSpec("number", "numeric")
@@ -83,16 +84,6 @@ class EvalSet:
     fmt: str
     cluster: str | None = None
     dropped: Counter = field(default_factory=Counter)
-
-
-def shared_data_dir() -> Path:
-    """``$INSTRUCTKIT_SHARED``, else ``../shared/data`` beside the working directory or the checkout."""
-    if os.environ.get("INSTRUCTKIT_SHARED"):
-        return Path(os.environ["INSTRUCTKIT_SHARED"])
-    for base in (Path.cwd().parent, Path(__file__).resolve().parents[3]):
-        if (base / "shared" / "data").is_dir():
-            return base / "shared" / "data"
-    return Path.cwd().parent / "shared" / "data"
 
 
 def _need(row: dict, key: str, path: Path, line: int) -> Any:
@@ -231,7 +222,7 @@ def bbh_answer(targets: list[str]) -> tuple[AnswerSpec, list[str] | None]:
     """BBH's scoring, declared from its target format (as lm-eval's per-task filters): option letters
     "(A)" as letters, numbers as numbers, a closed label set (True/False, Yes/No, valid/invalid...) as
     a choice among the labels, anything else (word lists, bracket sequences) as its first line."""
-    from instructkit.eval.answers import parse_number
+    from instructkit.data.tasks.answers import parse_number
     if targets and all(re.fullmatch(r"\([A-Z]\)", t.strip()) for t in targets):
         return LETTER_ANSWER, None
     if targets and all(parse_number(t) is not None for t in targets):

@@ -9,17 +9,8 @@ from typing import Any, List, Optional
 import typer
 
 from instructkit.errors import ConfigError
-from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, check_swap
-
-
-def make_backend(ref: str, *, endpoint_model: str = "default", api_key_env: str = "OPENAI_API_KEY",
-                 dtype: str = "float32", batch_size: int = 8) -> Any:
-    """An :class:`~instructkit.eval.api.LM` for a model reference or an OpenAI-compatible URL."""
-    if ref.startswith(("http://", "https://")):
-        from instructkit.eval.openai_backend import OpenAIModel
-        return OpenAIModel(ref, endpoint_model, api_key_env=api_key_env)
-    from instructkit.eval.hf import HFModel
-    return HFModel(ref, dtype=dtype, batch_size=batch_size)
+from instructkit.lm import backends
+from instructkit.judging.swap import SWAP_DOC, TIE_MARGIN_DOC, check_swap
 
 
 def _console() -> Any:
@@ -52,10 +43,10 @@ def judge_cmd(
     tie_margin: float = typer.Option(0.0, "--tie-margin", help=TIE_MARGIN_DOC),
 ) -> None:
     """Grade model answers with an LLM judge (MT-Bench prompts); write verdicts, battles, leaderboard."""
-    from instructkit.eval.judge import load_judge_prompts
-    from instructkit.eval.judge_io import load_answers, load_questions, load_references
-    from instructkit.eval.judge_run import error_report, run_judge, scores_markdown
-    from instructkit.eval.ratings import Row, rich_table
+    from instructkit.judging.judge import load_judge_prompts
+    from instructkit.judging.io import load_answers, load_questions, load_references
+    from instructkit.judging.run import error_report, run_judge, scores_markdown
+    from instructkit.judging.ratings import Row, rich_table
 
     if mode == "pairwise":
         check_swap(swap, verdict, tie_margin)  # before loading anything
@@ -69,7 +60,7 @@ def judge_cmd(
         ans.answers = {m: ans.answers[m] for m in keep}
     prompts = load_judge_prompts(judge_prompts)
     refs = load_references(references) if references else None
-    backend = make_backend(judge, endpoint_model=endpoint_model, api_key_env=api_key_env, dtype=dtype,
+    backend = backends.make_backend(judge, endpoint_model=endpoint_model, api_key_env=api_key_env, dtype=dtype,
                            batch_size=batch_size)
     chat_format = None
     if verdict == "logprob":
@@ -108,7 +99,7 @@ def leaderboard_cmd(
     seed: int = typer.Option(0, help="Seed for resampling and shuffling."),
 ) -> None:
     """Elo and Bradley-Terry ratings with bootstrap CIs from pairwise battles; table + plot."""
-    from instructkit.eval.ratings import load_battles, rich_table, write_leaderboard
+    from instructkit.judging.ratings import load_battles, rich_table, write_leaderboard
 
     rows = write_leaderboard([b for f in battles for b in load_battles(f)], out, rounds=bootstrap,
                              n_perm=permutations, seed=seed, anchor=anchor)
@@ -128,10 +119,10 @@ def answer_cmd(
     endpoint_model: str = typer.Option("default", help="Model name sent to an OpenAI-compatible endpoint."),
 ) -> None:
     """Generate a model's answers to a question file (every turn, each conditioned on the previous ones)."""
-    from instructkit.eval.judge_io import load_questions
+    from instructkit.judging.io import load_questions
 
     qs = load_questions(questions, limit)
-    lm = make_backend(model, endpoint_model=endpoint_model, dtype=dtype, batch_size=batch_size)
+    lm = backends.make_backend(model, endpoint_model=endpoint_model, dtype=dtype, batch_size=batch_size)
     rows = generate_answers(lm, qs, max_new_tokens=max_new_tokens)
     model_id = name or Path(model.rstrip("/")).name
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,23 +131,6 @@ def answer_cmd(
             f.write(json.dumps({"question_id": q.id, "model_id": model_id,
                                 "choices": [{"index": 0, "turns": turns}]}, ensure_ascii=False) + "\n")
     _console().print(f"{len(qs)} answers of {model_id} written to {out}")
-
-
-def generate_answers(lm: Any, questions: List[Any], *, max_new_tokens: int = 512) -> List[List[str]]:
-    """Answers to every turn; turn k's prompt holds the previous turns and the model's own answers."""
-    from instructkit.eval.api import GenerateRequest
-
-    chats: List[List[dict]] = [[] for _ in questions]
-    answers: List[List[str]] = [[] for _ in questions]
-    for turn in range(max(len(q.turns) for q in questions)):
-        live = [i for i, q in enumerate(questions) if turn < len(q.turns)]
-        for i in live:
-            chats[i].append({"role": "user", "content": questions[i].turns[turn]})
-        res = lm.generate([GenerateRequest(messages=list(chats[i]), max_new_tokens=max_new_tokens) for i in live])
-        for i, r in zip(live, res):
-            chats[i].append({"role": "assistant", "content": r.texts[0]})
-            answers[i].append(r.texts[0])
-    return answers
 
 
 def register(app: typer.Typer) -> None:

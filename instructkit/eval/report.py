@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from instructkit.errors import DataError, InstructkitError
-from instructkit.eval import stats as S
+from instructkit import stats as S
 
 MODELS = ("base", "tuned", "oracle")
 
@@ -146,7 +146,7 @@ def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str |
     sets = [load_eval_set(p["ref"], "zero_shot", limit, seed=seed, templates=templates) for p in plan]
     template, apply = training_template(chat_template, tuned)
     if make_lm is None:
-        from instructkit.eval.hf import HFModel
+        from instructkit.lm.hf import HFModel
         make_lm = lambda ref: HFModel(ref, dtype=dtype, batch_size=batch_size, progress=False,  # noqa: E731
                                       chat_template=template, apply_chat_template=apply)
     refs = {"base": base, "tuned": tuned, "oracle": oracle}

@@ -3,7 +3,7 @@
 ``evaluate(lm, sets, out_dir)`` writes ``results.json`` (per task: metrics with stderr and a 95% CI
 bootstrapped over examples, n examples / n items, chance level, per-class recall), ``predictions.jsonl``
 (per item, with its example id) and ``throughput.json``; generated answers are extracted and compared
-as the task declares (:mod:`instructkit.eval.answers`); requests go through :class:`CachedLM` so
+as the task declares (:mod:`instructkit.data.tasks.answers`); requests go through :class:`CachedLM` so
 a rerun in the same folder resumes.
 """
 
@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from instructkit.eval import metrics as M
-from instructkit.eval import stats as S
-from instructkit.eval.api import GenerateRequest, LoglikelihoodRequest
+from instructkit.data.tasks import metrics as M
+from instructkit import stats as S
+from instructkit.lm.api import GenerateRequest, LoglikelihoodRequest
 from instructkit.eval.cache import CachedLM
 from instructkit.eval.datasets import EvalItem, EvalSet
 

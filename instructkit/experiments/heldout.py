@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from instructkit.config.base import load_config
     from instructkit.errors import InstructkitError
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     args = sys.argv[1:] if argv is None else argv
     a = parse_args(args, "python -m instructkit.experiments.heldout")

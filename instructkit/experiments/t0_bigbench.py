@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     from instructkit.config.base import load_config
     from instructkit.errors import InstructkitError
     from instructkit.experiments.heldout import parse_args
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     args = sys.argv[1:] if argv is None else argv
     a = parse_args(args, "python -m instructkit.experiments.t0_bigbench", extra=lambda ap: ap.add_argument(

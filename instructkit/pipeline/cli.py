@@ -24,7 +24,7 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/*.yaml
 
     from instructkit.config.base import load_config
     from instructkit.pipeline.runner import run
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
 
     con = Console()
     r = load_config(Recipe, recipe, overrides or [])

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from instructkit.config.base import validate
 from instructkit.errors import ConfigError
 from instructkit.pipeline.registry import Stage, get
-from instructkit.recipe import Recipe, StageEntry
+from instructkit.config.recipe import Recipe, StageEntry
 
 
 @dataclass

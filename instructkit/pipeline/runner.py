@@ -19,7 +19,7 @@ from typing import Any
 from instructkit.errors import ConfigError, InstructkitError
 from instructkit.pipeline.plan import (Planned, _read_json, default_stages, describe_plan, order, plan,  # noqa: F401
                                        select)
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 
 
 @dataclass

@@ -82,7 +82,7 @@ def load_served(model_ref: str, adapters: dict[str, str], *, dtype: str = "float
 
     from instructkit.chat.render import Renderer
     from instructkit.models import load_model, load_tokenizer
-    from instructkit.serve.engine import Engine
+    from instructkit.lm.engine import Engine
 
     model = load_model(model_ref, dtype=dtype)
     if hasattr(model, "merge_and_unload"):  # MODEL was itself an adapter folder: serve it merged as the base

@@ -38,13 +38,13 @@ class ServerState:
         self.load_error: Optional[str] = None
         #: issue #13 plugs tool calling in here: ``hook(request, messages) -> (prompt_text, parse)``
         self.tool_hook: Any = None
-        #: ``--run-tools``: a :class:`instructkit.tools.serve_tools.ServerTools` the server runs itself
+        #: ``--run-tools``: a :class:`instructkit.serve.tools.ServerTools` the server runs itself
         self.server_tools: Any = None
 
     def ready(self, engine: Any, tokenizer: Any, renderer: Any) -> None:
         self.tokenizer, self.renderer = tokenizer, renderer
         if self.tool_hook is None:  # issue #13: tools rendered into the prompt, tool_calls parsed out
-            from instructkit.tools.serve_hook import ToolHook
+            from instructkit.serve.tool_hook import ToolHook
             self.tool_hook = ToolHook(renderer, server=self.server_tools)
         self.engine = engine.start()
 
@@ -59,7 +59,7 @@ def _adapter_of(state: ServerState, model: str) -> Optional[str]:
 
 def _params(state: ServerState, body: Any, n_prompt: int, max_tokens: Optional[int], default: int,
             adapter: Optional[str], logprobs: bool, top: int, where: str) -> Any:
-    from instructkit.serve.sampling import SamplingParams
+    from instructkit.lm.sampling import SamplingParams
 
     ctx = state.engine.max_context
     if max_tokens is None:
@@ -159,7 +159,7 @@ def build_app(state: ServerState) -> Any:
                          body.top_logprobs or 0, "messages")
         shape = Shape("chat", body.model, state.tokenizer)
         if parse is not None and state.tool_hook.server is not None:  # --run-tools: the server runs the loop
-            from instructkit.tools.serve_tools import respond
+            from instructkit.serve.tools import respond
             make = lambda n: _params(state, body, n, max_tokens, state.default_max_tokens, adapter,  # noqa: E731
                                      False, 0, "messages")
             return await run_in_threadpool(respond, state, body, msgs, shape, make)
@@ -167,7 +167,7 @@ def build_app(state: ServerState) -> Any:
         if body.stream:
             return run.stream(bool(body.stream_options and body.stream_options.include_usage))
         outs = await run.collect()
-        from instructkit.tools.serve_hook import reply
+        from instructkit.serve.tool_hook import reply
         choices = [shape.chat_choice(i, *reply(c.text, c.finish_reason, parse), shape.chat_logprobs(c.logprobs))
                    for i, c in enumerate(outs)]
         return shape.chat(choices, usage(len(ids), sum(len(c.token_ids) for c in outs)))

@@ -145,8 +145,8 @@ def chat(
     send = lambda msgs: stream_reply(url, key, dict(model=name, messages=msgs, max_tokens=max_tokens,  # noqa: E731
                                                      temperature=temperature))
     if tools:  # tool calls come back as tool_calls; they are run here and the results sent back
-        from instructkit.tools.chat import tool_sender
-        from instructkit.tools.registry import load_toolset
+        from instructkit.toolset.chat import tool_sender
+        from instructkit.toolset.registry import load_toolset
         send = tool_sender(url, key, name, load_toolset(tools, **({"index": index} if index else {})),
                            max_tokens=max_tokens, temperature=temperature, note=lambda s: typer.echo(s))
     try:

@@ -51,7 +51,7 @@ def serve(
         raise InstructkitError(f"--engine {engine!r}: choose hf or vllm")
     server_tools = None
     if run_tools:  # issue #13: the server runs our toolset itself (loaded now: a bad spec fails before serving)
-        from instructkit.tools.serve_tools import ServerTools
+        from instructkit.serve.tools import ServerTools
         server_tools = ServerTools.load(run_tools, index=index, max_calls=max_tool_calls)
         chat_template = chat_template or "chatml_tools"
     if host not in ("127.0.0.1", "localhost", "::1") and not key:

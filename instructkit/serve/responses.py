@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from instructkit.serve.sampling import TokenLogprob
+from instructkit.lm.sampling import TokenLogprob
 
 
 def new_id(prefix: str) -> str:

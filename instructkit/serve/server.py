@@ -73,7 +73,7 @@ def serve_engine(engine: Any, tokenizer: Any, served: ServedModels, *, chat_temp
                  api_key: Optional[str] = None, host: str = "127.0.0.1", port: Optional[int] = None,
                  default_max_tokens: int = 1024, server_tools: Any = None) -> ThreadedServer:
     """Serve an already built engine from a thread (tests, benchmarks, ``instructkit chat`` locally).
-    ``server_tools``: a :class:`instructkit.tools.serve_tools.ServerTools` the server runs itself."""
+    ``server_tools``: a :class:`instructkit.serve.tools.ServerTools` the server runs itself."""
     from instructkit.chat.render import Renderer
 
     state = ServerState(served, api_key=api_key, default_max_tokens=default_max_tokens)

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from instructkit.serve.engine import Completion, Event, QueueFull
+from instructkit.lm.engine import Completion, Event, QueueFull
 from instructkit.serve.protocol import APIError
 from instructkit.serve.responses import SSE_DONE, Shape, sse, usage
 

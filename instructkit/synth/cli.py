@@ -42,7 +42,7 @@ def self_instruct_cmd(out: Path = _OUT, seeds: Optional[str] = typer.Option(None
                       teacher: Optional[str] = _TEACHER, config: Optional[Path] = _CONFIG,
                       overrides: Optional[list[str]] = _OVR) -> None:
     """Self-instruct (Alpaca or paper style) with ROUGE-L and rule filters, every drop counted."""
-    from instructkit.synth.config import SelfInstructConfig
+    from instructkit.config.synth import SelfInstructConfig
     from instructkit.synth.stage import run_self_instruct
     cfg = _cfg(SelfInstructConfig, config, overrides, seeds=seeds, num_instructions=n, style=style,
                **{"teacher.model": teacher})
@@ -56,7 +56,7 @@ def evol_cmd(out: Path = _OUT, instructions: Optional[str] = typer.Option(None, 
              teacher: Optional[str] = _TEACHER, config: Optional[Path] = _CONFIG,
              overrides: Optional[list[str]] = _OVR) -> None:
     """Evol-instruct: in-depth + in-breadth evolution, M rounds, all four elimination rules, lineage."""
-    from instructkit.synth.config import EvolConfig
+    from instructkit.config.synth import EvolConfig
     from instructkit.synth.stage import run_evol
     cfg = _cfg(EvolConfig, config, overrides, instructions=instructions, rounds=rounds, limit=limit,
                **{"teacher.model": teacher})
@@ -68,7 +68,7 @@ def magpie_cmd(out: Path = _OUT, n: Optional[int] = typer.Option(None, "-n", hel
                teacher: Optional[str] = _TEACHER, config: Optional[Path] = _CONFIG,
                overrides: Optional[list[str]] = _OVR) -> None:
     """Magpie: sample instructions after the chat template's own pre-query, then responses."""
-    from instructkit.synth.config import MagpieConfig
+    from instructkit.config.synth import MagpieConfig
     from instructkit.synth.stage import run_magpie
     _done(run_magpie(_cfg(MagpieConfig, config, overrides, n=n, **{"teacher.model": teacher}), out))
 
@@ -80,7 +80,7 @@ def multiturn_cmd(out: Path = _OUT, instructions: Optional[str] = typer.Option(N
                   teacher: Optional[str] = _TEACHER, config: Optional[Path] = _CONFIG,
                   overrides: Optional[list[str]] = _OVR) -> None:
     """WizardVicuna-style expansion: the teacher plays user (follow-ups) and assistant for k turns."""
-    from instructkit.synth.config import MultiTurnConfig
+    from instructkit.config.synth import MultiTurnConfig
     from instructkit.synth.stage import run_multiturn
     cfg = _cfg(MultiTurnConfig, config, overrides, instructions=instructions, turns=turns, limit=limit,
                **{"teacher.model": teacher})
@@ -100,7 +100,7 @@ def clean_cmd(out: Path = _OUT, input: Optional[str] = typer.Option(None, "--inp
               limit: Optional[int] = typer.Option(None, help="First N conversations only."),
               config: Optional[Path] = _CONFIG, overrides: Optional[list[str]] = _OVR) -> None:
     """Vicuna/FastChat ShareGPT cleaning: HTML->markdown, roles, language, dedup, token-exact splitting."""
-    from instructkit.synth.config import CleanConfig
+    from instructkit.config.synth import CleanConfig
     from instructkit.synth.stage import run_clean
     langs = f"[{languages}]" if languages else None
     _done(run_clean(_cfg(CleanConfig, config, overrides, input=input, max_tokens=max_tokens, languages=langs,

@@ -18,8 +18,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from instructkit.errors import InstructkitError
-from instructkit.eval.api import GenerateRequest, GenerateResult
-from instructkit.eval.hf import cut_at_stop
+from instructkit.lm.api import GenerateRequest, GenerateResult
+from instructkit.lm.hf import cut_at_stop
 
 _RETRY = {408, 409, 429, 500, 502, 503, 504}
 

@@ -16,7 +16,7 @@ import random
 import re
 from typing import Any
 
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
 
 _DEPTH = """I want you to act as a prompt rewriter. Rewrite the given prompt into a more complex version that famous AI systems (such as ChatGPT and GPT-4) find harder to handle, while a person can still understand it and answer it. Keep every non-text part of the given prompt, such as tables and code, and keep the input it contains.

@@ -106,7 +106,7 @@ def build_teacher(cfg: Any, out_dir: str | Path, transport: Any = None) -> Any:
     elif ref.startswith("py:"):
         lm = load_python_teacher(ref)
     else:
-        from instructkit.eval.hf import HFModel
+        from instructkit.lm.hf import HFModel
         lm = HFModel(ref, dtype=cfg.dtype, batch_size=cfg.batch_size, progress=False)
     return Teacher(lm, Path(out_dir) / "cache.jsonl", batch_size=cfg.batch_size, progress=cfg.progress,
                    price_in=cfg.price_in, price_out=cfg.price_out)

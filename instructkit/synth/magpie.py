@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from instructkit.errors import InstructkitError
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
 
 SENTINEL = "\u2063MAGPIE_SENTINEL_7f3a\u2063"

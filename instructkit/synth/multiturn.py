@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
 
 FOLLOW_UP = """Below is a conversation between a curious user and an AI assistant. Write the user's next message: a natural follow-up that asks for more depth, a clarification, an example, or a related harder question, building on the assistant's last answer. Write only the user's message, nothing else.

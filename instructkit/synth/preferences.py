@@ -3,7 +3,7 @@
 Sample N answers per prompt from a model (local or served), rank them with the eval stage's pairwise
 judge (every pair judged in both orders; ``swap: agree``: a pair counts only when both orders agree -
 MT-Bench's rule; ``swap: calibrated``: the log-odds averaged over both orders decide, which cancels a
-small judge's position bias, see :mod:`instructkit.eval.judge_swap`) or with a trained reward model, and write ``{"prompt", "chosen", "rejected"}`` records that
+small judge's position bias, see :mod:`instructkit.judging.swap`) or with a trained reward model, and write ``{"prompt", "chosen", "rejected"}`` records that
 ``train.objective: dpo`` reads. Nothing is dropped silently: identical samples, ties, inconsistent
 verdicts and unparseable judge outputs are counted in ``report.json``. The judge's answers are cached
 (``judge/judgments.jsonl``), so a rerun on the same ``--out`` resumes.
@@ -26,7 +26,8 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
 from instructkit.errors import DataError, InstructkitError
-from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
+from instructkit.data.prompts import read_prompts
+from instructkit.judging.swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
 class PreferencesConfig(Section):
@@ -58,50 +59,8 @@ class PreferencesConfig(Section):
         return check_swap_field(v, info) if info.data.get("ranker") == "judge" else v
 
 
-def _prompt_text(rec: Any) -> str:
-    if not isinstance(rec, dict):
-        raise DataError("record is not an object", reason="wrong_type")
-    if isinstance(rec.get("prompt"), str):
-        return rec["prompt"]
-    for key in ("prompt", "messages"):
-        if isinstance(rec.get(key), list) and rec[key] and isinstance(rec[key][-1], dict):
-            return str(rec[key][-1].get("content", ""))
-    if isinstance(rec.get("turns"), list) and rec["turns"]:
-        return str(rec["turns"][0])
-    if isinstance(rec.get("instruction"), str):
-        inp = rec.get("input")
-        if inp is None and isinstance(rec.get("instances"), list) and rec["instances"]:
-            inp = rec["instances"][0].get("input")
-        return rec["instruction"] + (f"\n\n{inp}" if inp else "")
-    raise DataError("no prompt (expected prompt, messages, instruction or turns)", field="prompt",
-                    reason="missing_field")
-
-
-def read_prompts(path: str, limit: int | None = None) -> tuple[list[tuple[str, str]], Counter]:
-    """``[(id, prompt text)]`` and the count of records skipped by reason (each reported, none silent)."""
-    from instructkit.data.readers import expand_paths, iter_records
-
-    out, skipped = [], Counter()
-    for f in expand_paths(path):
-        for n, rec in iter_records(f):
-            try:
-                if isinstance(rec, DataError):
-                    raise rec
-                text = _prompt_text(rec).strip()
-                if not text:
-                    raise DataError("empty prompt", field="prompt", reason="empty_prompt")
-            except DataError as e:
-                skipped[e.reason] += 1
-                continue
-            rid = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
-            out.append((str(rid if rid is not None else f"{Path(f).stem}:{n}"), text))
-            if limit and len(out) >= limit:
-                return out, skipped
-    return out, skipped
-
-
 def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: PreferencesConfig) -> list[list[str]]:
-    from instructkit.eval.api import GenerateRequest
+    from instructkit.lm.api import GenerateRequest
 
     out: list[list[str]] = []
     for i in range(0, len(prompts), cfg.batch_size):
@@ -115,16 +74,16 @@ def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: Preference
 def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig, out: Path,
                     stats: Counter) -> list[tuple[int, int, int]]:
     """``(prompt index, winner sample, loser sample)`` for every pair the judge decides (``cfg.swap``)."""
-    from instructkit.eval.judge_cli import make_backend
-    from instructkit.eval.judge_io import AnswerSet, Question
-    from instructkit.eval.judge_run import run_judge
+    from instructkit.lm import backends
+    from instructkit.judging.io import AnswerSet, Question
+    from instructkit.judging.run import run_judge
 
     qs = [Question(id=pid, turns=[p]) for pid, p in prompts]
     aset = AnswerSet()
     for (pid, _), samples in zip(prompts, answers):
         for k, a in enumerate(samples):
             aset.answers.setdefault(f"s{k}", {})[pid] = [a]
-    judge = make_backend(cfg.judge)
+    judge = backends.make_backend(cfg.judge)
     chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
     summary = run_judge(qs, aset, judge, mode="pairwise", out=out / "judge", verdict=cfg.verdict,
                         chat_format=chat_format, chunk=cfg.batch_size, progress=False, seed=cfg.seed,
@@ -151,7 +110,7 @@ def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cf
 
 def rank_with_reward(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig,
                      stats: Counter) -> list[tuple[int, int, int]]:
-    from instructkit.train.preference.reward import RewardScorer
+    from instructkit.lm.reward import RewardScorer
 
     if not cfg.reward_model:
         raise InstructkitError("ranker=reward needs reward_model= (a folder written by train.objective=reward)")
@@ -169,7 +128,7 @@ def rank_with_reward(prompts: list[tuple[str, str]], answers: list[list[str]], c
 
 def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
     """Sample, rank, write ``preferences.jsonl`` + ``report.json``; returns the stage outputs."""
-    from instructkit.eval.judge_cli import make_backend
+    from instructkit.lm import backends
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +140,7 @@ def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
         answers = [json.loads(x)["answers"] for x in samples_file.read_text().splitlines()]
     else:
         random.seed(cfg.seed)
-        answers = sample_answers(make_backend(cfg.model), prompts, cfg)
+        answers = sample_answers(backends.make_backend(cfg.model), prompts, cfg)
         samples_file.write_text("".join(json.dumps({"id": pid, "prompt": p, "answers": a}, ensure_ascii=False) + "\n"
                                         for (pid, p), a in zip(prompts, answers)))
     stats: Counter = Counter(prompts=len(prompts), samples=sum(len(a) for a in answers))

@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 from instructkit.errors import InstructkitError
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.filters import InstructionFilter, contamination_index, parse_alpaca_list, parse_instance, parse_task_list
 from instructkit.synth.io import alpaca_messages
 from instructkit.synth.report import RunReport

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from instructkit.errors import InstructkitError
-from instructkit.eval.api import GenerateRequest, GenerateResult
+from instructkit.lm.api import GenerateRequest, GenerateResult
 
 
 def request_key(fingerprint: str, req: GenerateRequest) -> str:

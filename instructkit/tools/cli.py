@@ -18,7 +18,7 @@ def index(
     """Build a BM25 index over your own documents (one passage per JSONL record or text paragraph)."""
     from rich.console import Console
 
-    from instructkit.tools.retrieval import BM25Index, read_documents
+    from instructkit.toolset.retrieval import BM25Index, read_documents
 
     docs = list(read_documents(files))
     path = BM25Index.build(docs).save(out, sources=files)
@@ -34,7 +34,7 @@ def call(
     """Run one tool call the way the loop does and print the result (errors are results too)."""
     from instructkit.chat.conversation import ToolCall
     from instructkit.errors import InstructkitError
-    from instructkit.tools.registry import load_toolset
+    from instructkit.toolset.registry import load_toolset
 
     try:
         args = json.loads(arguments)
@@ -55,7 +55,7 @@ def convert_gsm8k_cmd(
     no_tools: bool = typer.Option(False, "--no-tools", help="Plain CoT instead (annotations removed)."),
 ) -> None:
     """Turn GSM8K calculator annotations into tool-call conversations (rejections counted by reason)."""
-    from instructkit.data.convert_tools import convert_gsm8k
+    from instructkit.tools.convert import convert_gsm8k
 
     rep = convert_gsm8k(source, out, limit=limit, tools=not no_tools)
     typer.echo(json.dumps(rep, indent=1))

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from instructkit.data.convert_tools import iter_gsm8k
+from instructkit.tools.convert import iter_gsm8k
 
 
 def _target(answer: str) -> str:
@@ -23,13 +23,13 @@ def _target(answer: str) -> str:
 
 
 def _score(text: str, target: str) -> tuple[str, float]:
-    from instructkit.eval.answers import compare_numeric, extract_number
+    from instructkit.data.tasks.answers import compare_numeric, extract_number
     pred = extract_number(text)
     return pred, compare_numeric(pred, target)
 
 
 def _contains(text: str, target: str) -> tuple[str, float]:
-    from instructkit.eval.answers import normalize
+    from instructkit.data.tasks.answers import normalize
     return text.strip(), float(f" {normalize(target)} " in f" {normalize(text)} ")
 
 
@@ -63,12 +63,12 @@ def tool_eval(model: str, items: list[dict[str, str]], tools: str, out_dir: str 
     """Each item (``question``, ``target``) answered twice by the same model: through the tool loop with
     ``tools``, and from the question alone; accuracy with 95% bootstrap CIs, paired delta, call counts."""
     from instructkit.chat import Renderer
-    from instructkit.eval.api import GenerateRequest
-    from instructkit.eval.hf import HFModel
-    from instructkit.eval.stats import paired_bootstrap
-    from instructkit.tools.loop import ToolLoop
-    from instructkit.tools.parsers import get_parser
-    from instructkit.tools.registry import load_toolset
+    from instructkit.lm.api import GenerateRequest
+    from instructkit.lm.hf import HFModel
+    from instructkit.stats import paired_bootstrap
+    from instructkit.toolset.loop import ToolLoop
+    from instructkit.chat.tool_parsers import get_parser
+    from instructkit.toolset.registry import load_toolset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ class Gsm8kToolEvalConfig(Section):
 def _shared(path: Optional[str], name: str) -> str:
     if path:
         return path
-    from instructkit.eval.datasets import shared_data_dir
+    from instructkit.data.shared import shared_data_dir
     return str(shared_data_dir() / "gsm8k" / name)
 
 
@@ -53,7 +53,7 @@ def eval_files(cfg: Gsm8kToolEvalConfig) -> list[str]:
 def convert_gsm8k(ctx: Any, cfg: ConvertGsm8kConfig) -> dict:
     import json
 
-    from instructkit.data.convert_tools import convert_gsm8k as run
+    from instructkit.tools.convert import convert_gsm8k as run
 
     rep = run(_shared(cfg.source, "train.jsonl"), ctx.out / "data.jsonl", limit=cfg.limit, offset=cfg.offset, tools=cfg.tools)
     (ctx.out / "report.json").write_text(json.dumps(rep, indent=1))
@@ -117,7 +117,7 @@ class RetrievalEvalConfig(Section):
 
 
 def people_qa(ctx: Any, cfg: PeopleQaConfig) -> dict:
-    from instructkit.data.convert_tools import build_people_qa
+    from instructkit.tools.convert import build_people_qa
 
     rep = build_people_qa(ctx.out, n_people=cfg.n_people, n_train=cfg.n_train, n_test=cfg.n_test, seed=ctx.seed)
     ctx.console.print(f"people directory: {rep['people']} passages indexed, {rep['n_train']} tool conversations, "

@@ -1,6 +1,6 @@
 """The train stage: ``train(recipe, ...) -> TrainResult`` (see api.py) and ``instructkit train/export``.
 
-Imports are lazy: the recipe loader imports ``instructkit.train.config`` and must not pull in torch.
+Imports are lazy: the recipe loader imports ``instructkit.config.train`` and must not pull in torch.
 """
 
 from __future__ import annotations

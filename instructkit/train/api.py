@@ -136,7 +136,7 @@ def setup_optim(recipe: Any, wrapper: Any, accelerator: Any) -> Callable[[int], 
 def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: Sequence[Any] | None = None,
           model: Any = None, tokenizer: Any = None, eval_fn: Callable[[Any], dict] | None = None,
           accelerator: Any = None) -> TrainResult:
-    """Run SFT as described by ``recipe`` (a :class:`instructkit.recipe.Recipe`).
+    """Run SFT as described by ``recipe`` (a :class:`instructkit.config.recipe.Recipe`).
 
     ``examples`` / ``eval_examples``: rendered dicts (``input_ids``, ``labels``) or Conversations;
     None reads ``recipe.data.paths`` (and holds out ``data.val_fraction`` for validation).

@@ -51,7 +51,7 @@ def train_cmd(config: Path = typer.Option(..., "--config", "-c", help="Recipe YA
                                                                         "(deletes its checkpoints) or write into "
                                                                         "a non-empty folder.")) -> None:
     from instructkit.config.base import load_config
-    from instructkit.recipe import Recipe
+    from instructkit.config.recipe import Recipe
     from instructkit.train.api import train
     from instructkit.train.interrupt import TrainingInterrupted
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from instructkit.config import load_config
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))

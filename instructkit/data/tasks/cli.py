@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
             overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. mix.cap=1000.")) -> None:
         """Mix tasks into one SFT data file (FLAN/T0): caps, weights, held-out clusters, manifest, plot."""
         from instructkit.config.base import load_config
-        from instructkit.recipe import Recipe
-        from instructkit.data.tasks.config import MixConfig
+        from instructkit.config.recipe import Recipe
+        from instructkit.config.mix import MixConfig
         from instructkit.data.tasks.report import held_out_line
 
         from instructkit.outputs import claim_output_dir

@@ -19,7 +19,7 @@ import jinja2
 import yaml
 
 from instructkit.data.tasks.template import Template
-from instructkit.eval.answers import AnswerSpec, parse_answer
+from instructkit.data.tasks.answers import AnswerSpec, parse_answer
 from instructkit.errors import ConfigError, DataError
 
 SUITE_DIR = Path(__file__).parent / "suite" / "tasks"

@@ -1,5 +1,5 @@
-"""Reward model: the LM with a scalar head, trained with the Bradley-Terry pairwise loss, and a scorer the
-judge/eval stage and ``synth preferences`` use to rank answers.
+"""Reward model: the LM with a scalar head, trained with the Bradley-Terry pairwise loss (the scorer that
+ranks answers with a trained one is :class:`instructkit.lm.reward.RewardScorer`).
 
 The head is transformers' ``*ForSequenceClassification`` (``num_labels=1``) so the saved folder loads
 with ``AutoModelForSequenceClassification``; but the score is read by us, at each sequence's last trained
@@ -62,37 +62,3 @@ class RewardLoss(PairMetrics):
         self._add({"rewards_chosen": rc, "rewards_rejected": rr, "reward_margin": rc - rr,
                    "reward_accuracy": (rc > rr).float()})
         return bradley_terry(rc, rr).sum()
-
-
-class RewardScorer:
-    """``score(prompts, answers) -> rewards``: a trained reward model folder (RUN/model) as a ranker."""
-
-    def __init__(self, path: str, template: str | None = None, max_length: int = 2048, device: str = "cpu"):
-        from transformers import AutoModelForSequenceClassification
-
-        from instructkit.chat import Renderer
-        from instructkit.models import load_tokenizer
-
-        self.tokenizer = load_tokenizer(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-        self.renderer = Renderer(self.tokenizer, template, max_length)
-        self.loss = RewardLoss(self.model)
-        self.device = device
-
-    @torch.no_grad()
-    def score(self, prompts: Sequence[list[dict[str, Any]]], answers: Sequence[str]) -> list[float]:
-        from instructkit.chat import Conversation
-        from instructkit.train.packing import shift_labels
-
-        out = []
-        for msgs, ans in zip(prompts, answers):
-            conv = Conversation.from_messages([{**m, "train": False} for m in msgs]
-                                              + [{"role": "assistant", "content": ans}])
-            ids, labels = self.renderer(conv)
-            lab = shift_labels(labels)
-            seg = [0 if t != -100 else -1 for t in lab]
-            # one sequence as the "chosen" slot of a one-pair batch (the empty rejected slot is ignored)
-            batch = {"input_ids": torch.tensor([ids]), "position_ids": torch.arange(len(ids))[None],
-                     "seg": torch.tensor([seg]), "n_pairs": torch.tensor(1)}
-            out.append(float(self.loss.rewards({k: v.to(self.device) for k, v in batch.items()})[0]))
-        return out

@@ -20,8 +20,8 @@ def mmlu_file(path):
 
 
 def test_packed_loglikelihood_matches_naive(smollm2_model, smollm2_tokenizer):
-    from instructkit.eval.api import LoglikelihoodRequest as R
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.api import LoglikelihoodRequest as R
+    from instructkit.lm.hf import HFModel
     lm = HFModel(smollm2_model, smollm2_tokenizer, batch_size=4, progress=False)
     reqs = [R("Question: What is the capital of France?\nAnswer:", c) for c in [" Paris", " Berlin", " Rome"]]
     res = lm.loglikelihood(reqs)
@@ -77,7 +77,7 @@ def test_eval_context_equals_training_prompt_smollm2(smollm2_model, smollm2_toke
     conditions on are the tokens training puts before the target."""
     from instructkit.chat.conversation import Conversation
     from instructkit.chat.render import IGNORE_INDEX, Renderer, shipped_templates
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.hf import HFModel
     prompt = "Premise: the cat is on the mat.\nHypothesis: a cat sits on a mat.\nOPTIONS:\n- yes\n- no"
     for template in shipped_templates():
         lm = HFModel(smollm2_model, smollm2_tokenizer, chat_template=template, apply_chat_template=True, progress=False)

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from instructkit.eval.judge_io import load_answers, load_questions
-from instructkit.eval.judge_run import run_judge
+from instructkit.judging.io import load_answers, load_questions
+from instructkit.judging.run import run_judge
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared]
 MODELS = ["text-davinci-003", "text-davinci-001", "davinci-t0-ft"]
@@ -21,7 +21,7 @@ MODELS = ["text-davinci-003", "text-davinci-001", "davinci-t0-ft"]
 
 @pytest.fixture(scope="module")
 def smol_judge(smollm2_model, smollm2_tokenizer):
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.hf import HFModel
     return HFModel(smollm2_model, smollm2_tokenizer, batch_size=8, progress=False)
 
 

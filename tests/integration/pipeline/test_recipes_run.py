@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from instructkit.config import load_config
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

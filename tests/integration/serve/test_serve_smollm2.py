@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def smol_server(smollm2_model, smollm2_tokenizer):
     from instructkit.serve.adapters import ServedModels
-    from instructkit.serve.engine import Engine
+    from instructkit.lm.engine import Engine
     from instructkit.serve.server import serve_engine
     srv = serve_engine(Engine(smollm2_model, smollm2_tokenizer), smollm2_tokenizer,
                        ServedModels("smollm2-135m-instruct"), api_key="k-smol")
@@ -46,8 +46,8 @@ def test_eval_through_server_equals_local(tmp_path, smol_server, smollm2_path, m
 
 def test_greedy_chat_equals_local_backend_batched(smol_server, smollm2_model, smollm2_tokenizer):
     openai = pytest.importorskip("openai")
-    from instructkit.eval.api import GenerateRequest
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.api import GenerateRequest
+    from instructkit.lm.hf import HFModel
     qs = ["What is the capital of France?", "Write a haiku about autumn.", "Name three primary colors.",
           "Explain recursion in one sentence."]
     ref = HFModel(smollm2_model, smollm2_tokenizer, batch_size=4, progress=False, generation="hf").generate(

@@ -3,8 +3,8 @@ round whose every parsed item is kept or dropped for a named reason. Tiny budget
 
 import pytest
 
-from instructkit.eval.hf import HFModel
-from instructkit.synth.config import MagpieConfig, SelfInstructConfig, TeacherConfig
+from instructkit.lm.hf import HFModel
+from instructkit.config.synth import MagpieConfig, SelfInstructConfig, TeacherConfig
 from instructkit.synth.magpie import magpie, pre_query
 from instructkit.synth.self_instruct import self_instruct
 from instructkit.synth.teacher import Teacher

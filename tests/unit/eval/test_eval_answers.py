@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from instructkit.eval import metrics as M
-from instructkit.eval.answers import AnswerSpec, extract_letter, extract_number, parse_answer
-from instructkit.eval.api import GenerateResult
+from instructkit.data.tasks import metrics as M
+from instructkit.data.tasks.answers import AnswerSpec, extract_letter, extract_number, parse_answer
+from instructkit.lm.api import GenerateResult
 from instructkit.eval.datasets import EvalItem, EvalSet, bbh_answer, load_gsm8k, load_mmlu
 from instructkit.eval.runner import evaluate
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from instructkit.eval.api import GenerateRequest, GenerateResult
+from instructkit.lm.api import GenerateRequest, GenerateResult
 from instructkit.eval.cache import CachedLM
 
 

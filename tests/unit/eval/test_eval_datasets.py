@@ -147,7 +147,7 @@ def test_every_loader_reads_the_format_value_the_same_way(bbh_dir):
 
 def test_eval_max_new_tokens_caps_and_never_raises(bbh_dir):
     from instructkit.eval.cli import load_sets
-    from instructkit.eval.config import EvalConfig
+    from instructkit.config.eval import EvalConfig
     for fmt, want in (("few_shot", 32), ("few_shot_cot", 128)):  # direct BBH keeps its 32, CoT's 256 is capped
         (es,) = load_sets(EvalConfig(tasks=["bbh:toy"], fmt=fmt, max_new_tokens=128, data_dir=str(bbh_dir)))
         assert {it.max_new_tokens for it in es.items} == {want}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from instructkit.eval.api import GenerateRequest
-from instructkit.eval.hf import HFModel
+from instructkit.lm.api import GenerateRequest
+from instructkit.lm.hf import HFModel
 
 PROMPTS = ["the a of to", "Write a review of the movie", "sum plus minus", "yes",
            "one two three four five six seven eight nine ten hundred", "is it true that the answer",
@@ -101,8 +101,8 @@ def test_n_samples_share_one_prefill_and_are_seeded(model, tok):
 def test_shared_prefill_samples_equal_separate_prefills(model, tok):
     """Copying the prompt's cache rows to n samples changes nothing: sample i with seed s+i equals a
     request n=1 that has the same generator seed (prefilled on its own)."""
-    from instructkit.serve.engine import Engine
-    from instructkit.serve.sampling import SamplingParams
+    from instructkit.lm.engine import Engine
+    from instructkit.lm.sampling import SamplingParams
     ids = tok("one two three")["input_ids"]
     eng = Engine(model, tok, max_batch_size=8)
     many = eng.generate_many([(ids, SamplingParams(max_tokens=8, temperature=1.0, n=3, seed=10))])[0]

@@ -5,8 +5,8 @@ import torch
 
 from instructkit.chat.conversation import Conversation
 from instructkit.chat.render import IGNORE_INDEX, Renderer, shipped_templates
-from instructkit.eval.api import GenerateRequest, LoglikelihoodRequest
-from instructkit.eval.hf import HFModel
+from instructkit.lm.api import GenerateRequest, LoglikelihoodRequest
+from instructkit.lm.hf import HFModel
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from instructkit.eval.api import GenerateRequest, LoglikelihoodRequest as R
-from instructkit.eval.hf import HFModel, cut_at_stop
+from instructkit.lm.api import GenerateRequest, LoglikelihoodRequest as R
+from instructkit.lm.hf import HFModel, cut_at_stop
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from instructkit.eval import metrics as M
+from instructkit.data.tasks import metrics as M
 
 
 def test_rank_classification_norms():

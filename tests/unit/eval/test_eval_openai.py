@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from instructkit.eval.api import GenerateRequest, LoglikelihoodRequest
-from instructkit.eval.openai_backend import EndpointError, OpenAIModel
+from instructkit.lm.api import GenerateRequest, LoglikelihoodRequest
+from instructkit.lm.openai_backend import EndpointError, OpenAIModel
 
 SECRET = "sk-test-SECRET-123456"
 

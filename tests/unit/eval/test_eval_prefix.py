@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from instructkit.eval.api import LoglikelihoodRequest
-from instructkit.eval.hf import HFModel
-from instructkit.eval.prefix import prefix_groups
+from instructkit.lm.api import LoglikelihoodRequest
+from instructkit.lm.hf import HFModel
+from instructkit.lm.prefix import prefix_groups
 
 WORDS = "the cat sat on a mat and then it saw one more bird fly over the water near five old trees".split()
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instructkit.errors import DataError
-from instructkit.eval.api import LoglikelihoodResult
+from instructkit.lm.api import LoglikelihoodResult
 from instructkit.eval.report import held_out_report
 
 

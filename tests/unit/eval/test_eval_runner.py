@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from instructkit.eval.api import GenerateResult, LoglikelihoodResult
+from instructkit.lm.api import GenerateResult, LoglikelihoodResult
 from instructkit.eval.datasets import EvalItem, EvalSet, load_mmlu
 from instructkit.eval.runner import evaluate
 

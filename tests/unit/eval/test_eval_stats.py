@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from instructkit.eval import stats as S
-from instructkit.eval.api import LoglikelihoodResult
+from instructkit import stats as S
+from instructkit.lm.api import LoglikelihoodResult
 from instructkit.eval.datasets import load_eval_set
 from instructkit.eval.runner import evaluate
 

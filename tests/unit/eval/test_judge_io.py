@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from instructkit.errors import DataError
-from instructkit.eval.judge_io import load_answers, load_questions, load_references
+from instructkit.judging.io import load_answers, load_questions, load_references
 
 
 def _jsonl(path, rows):
@@ -93,8 +93,8 @@ def test_bad_answers(tmp_path):
 
 def test_judge_cli_end_to_end_with_scripted_backend(tmp_path, monkeypatch, self_instruct):
     """``instructkit eval judge`` with the backend factory swapped for a scripted judge."""
-    from instructkit.eval import judge_cli
-    from instructkit.eval.api import GenerateResult
+    from instructkit.lm import backends as judge_cli
+    from instructkit.lm.api import GenerateResult
     from instructkit.eval.cli import app
 
     q, pred = self_instruct

@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
-from instructkit.eval.api import GenerateResult
-from instructkit.eval.judge import (GameBuilder, load_judge_prompts, make_pairs, parse_pair_verdict,
+from instructkit.lm.api import GenerateResult
+from instructkit.judging.judge import (GameBuilder, load_judge_prompts, make_pairs, parse_pair_verdict,
                                     parse_rating)
-from instructkit.eval.judge_io import AnswerSet, Question
-from instructkit.eval.judge_run import run_judge
+from instructkit.judging.io import AnswerSet, Question
+from instructkit.judging.run import run_judge
 
 QUALITY = re.compile(r"quality=(-?\d+\.\d+)")
 STRENGTH = {"m0": 3.0, "m1": 2.0, "m2": 1.0, "m3": 0.0}   # true order m0 > m1 > m2 > m3
@@ -226,7 +226,7 @@ class LogprobJudge(ScriptedJudge):
     """Scores verdict options: in pairwise the higher-quality side's letter is most likely, plus a bias to A."""
 
     def loglikelihood(self, requests):
-        from instructkit.eval.api import LoglikelihoodResult
+        from instructkit.lm.api import LoglikelihoodResult
         self.calls += len(requests)
         out = []
         for r in requests:

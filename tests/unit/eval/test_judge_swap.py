@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 
 from instructkit.errors import ConfigError
-from instructkit.eval.api import GenerateResult, LoglikelihoodResult
-from instructkit.eval.judge_io import AnswerSet, Question
-from instructkit.eval.judge_run import run_judge
-from instructkit.eval.judge_swap import calibrated_margin, check_swap, order_margin
+from instructkit.lm.api import GenerateResult, LoglikelihoodResult
+from instructkit.judging.io import AnswerSet, Question
+from instructkit.judging.run import run_judge
+from instructkit.judging.swap import calibrated_margin, check_swap, order_margin
 
 ANS = re.compile(r"\[The Start of Assistant ([AB])'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
 FMT = lambda msgs: "\n".join(m["content"] for m in msgs) + "\nassistant: "  # noqa: E731
@@ -134,7 +134,7 @@ def test_configs_expose_swap_and_reject_calibrated_generate():
     from pydantic import ValidationError
 
     from instructkit.synth.preferences import PreferencesConfig
-    from instructkit.train.preference.winrate import WinRateConfig
+    from instructkit.eval.winrate import WinRateConfig
 
     for cls in (PreferencesConfig, WinRateConfig):
         assert cls(prompts="p.jsonl").swap == "agree"                   # MT-Bench stays the default
@@ -158,7 +158,7 @@ class Policy:
 
 
 def test_preferences_calibrated_writes_pairs_where_agree_writes_none(tmp_path, monkeypatch):
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     from instructkit.synth.preferences import PreferencesConfig, run_preferences
 
     answers = {"Explain rain.": ["Water falls.", "Clouds release water drops when heavy.", "Rain."]}

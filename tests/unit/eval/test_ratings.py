@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from instructkit.errors import DataError
-from instructkit.eval.ratings import (_win_matrix, bt_logits, bt_ratings, elo_ratings, encode, leaderboard,
+from instructkit.judging.ratings import (_win_matrix, bt_logits, bt_ratings, elo_ratings, encode, leaderboard,
                                       load_battles, online_elo, to_markdown, write_leaderboard)
 
 TRUE = np.array([1250.0, 1120.0, 1040.0, 1000.0, 930.0, 860.0, 800.0])

@@ -10,7 +10,7 @@ import pytest
 from instructkit.config.base import apply_overrides, validate
 from instructkit.errors import ConfigError
 from instructkit.pipeline import builtin, runner
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 
 
 def _recipe(tmp_path, model_dir, **over) -> Recipe:

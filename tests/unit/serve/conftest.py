@@ -35,7 +35,7 @@ def peft_tiny(tiny_tokenizer, adapter_dirs):
 @pytest.fixture(scope="module")
 def server(tiny_tokenizer, peft_tiny, adapter_dirs):
     from instructkit.serve.adapters import ServedModels
-    from instructkit.serve.engine import Engine
+    from instructkit.lm.engine import Engine
     from instructkit.serve.server import serve_engine
     srv = serve_engine(Engine(peft_tiny, tiny_tokenizer, max_batch_size=16), tiny_tokenizer,
                        ServedModels("tiny", dict(adapter_dirs)), api_key="test-key-123")

@@ -29,7 +29,7 @@ def test_stream_reply_against_server(server):
     msgs = [{"role": "user", "content": "hi"}]
     text = "".join(stream_reply(server.url, "test-key-123", dict(model="ada", messages=msgs, max_tokens=6,
                                                                    temperature=0)))
-    from instructkit.serve.sampling import SamplingParams
+    from instructkit.lm.sampling import SamplingParams
     st = server.state
     ids = st.tokenizer(st.renderer.prompt_text(msgs), add_special_tokens=False)["input_ids"]
     assert text == st.engine.generate_many([(ids, SamplingParams(max_tokens=6, adapter="ada"))])[0].outputs[0].text

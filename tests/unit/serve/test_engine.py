@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from instructkit.serve.engine import Engine, QueueFull
-from instructkit.serve.sampling import SamplingParams, StopChecker
+from instructkit.lm.engine import Engine, QueueFull
+from instructkit.lm.sampling import SamplingParams, StopChecker
 
 PROMPTS = ["the a of to", "Write a review of the movie", "sum plus minus", "yes",
            "one two three four five six seven eight nine ten hundred", "is it true that the answer"]
 
 
 def test_greedy_equals_hf_generate_batched_and_not(tiny_model, tiny_tokenizer):
-    from instructkit.eval.api import GenerateRequest
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.api import GenerateRequest
+    from instructkit.lm.hf import HFModel
     hf = HFModel(tiny_model, tiny_tokenizer, batch_size=4, progress=False, generation="hf")
     ref = hf.generate([GenerateRequest(prompt=p, max_new_tokens=16) for p in PROMPTS])
     items = [(tiny_tokenizer(p)["input_ids"], SamplingParams(max_tokens=16)) for p in PROMPTS]

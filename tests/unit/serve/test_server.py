@@ -44,8 +44,8 @@ def test_chat_non_streaming_and_streaming_agree(client):
 
 
 def test_greedy_server_output_equals_local_backend(client, tiny_tokenizer):
-    from instructkit.eval.api import GenerateRequest
-    from instructkit.eval.hf import HFModel
+    from instructkit.lm.api import GenerateRequest
+    from instructkit.lm.hf import HFModel
     from instructkit.models import make_tiny_model
     hf = HFModel(make_tiny_model(tiny_tokenizer), tiny_tokenizer, progress=False, generation="hf")
     ref = hf.generate([GenerateRequest(messages=MSG, max_new_tokens=12), GenerateRequest(prompt="the a of", max_new_tokens=8)])
@@ -87,7 +87,7 @@ def test_adapter_selection_and_models_list(client, server):
     outs = {m: client.chat.completions.create(model=m, messages=MSG, max_tokens=10, temperature=0).choices[0].message.content
             for m in ("tiny", "ada", "bob")}
     assert len(set(outs.values())) == 3
-    from instructkit.serve.sampling import SamplingParams
+    from instructkit.lm.sampling import SamplingParams
     ids = server.state.tokenizer(server.state.renderer.prompt_text(MSG), add_special_tokens=False)["input_ids"]
     for name in ("ada", "bob"):
         want = server.state.engine.generate_many([(ids, SamplingParams(max_tokens=10, adapter=name))])
@@ -143,7 +143,7 @@ def test_503_while_loading_and_429_when_queue_full(tiny_tokenizer):
     from instructkit.models import make_tiny_model
     from instructkit.serve.adapters import ServedModels
     from instructkit.serve.app import ServerState
-    from instructkit.serve.engine import Engine
+    from instructkit.lm.engine import Engine
     from instructkit.serve.server import ThreadedServer, serve_engine
     state = ServerState(ServedModels("tiny"))
     srv = ThreadedServer(state).start()

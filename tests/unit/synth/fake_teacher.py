@@ -13,7 +13,7 @@ import os
 import random
 import time
 
-from instructkit.eval.api import GenerateResult
+from instructkit.lm.api import GenerateResult
 
 WORDS = ("river mountain algorithm poem budget recipe garden planet violin market theorem castle engine novel "
          "protein satellite festival contract glacier museum harbor orchard circuit journal lantern meadow "

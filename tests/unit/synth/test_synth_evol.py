@@ -3,7 +3,7 @@
 import pytest
 
 from instructkit.errors import ConfigError
-from instructkit.synth.config import EvolConfig
+from instructkit.config.synth import EvolConfig
 from instructkit.synth.evol import eliminate_by_prompt, eliminate_by_response, evolve, judge_equal, strip_label_echo
 from instructkit.synth.teacher import Teacher
 from fake_teacher import FakeTeacher

@@ -6,7 +6,7 @@ import pytest
 
 from instructkit.errors import InstructkitError
 from instructkit.models.tiny import make_tiny_tokenizer
-from instructkit.synth.config import MagpieConfig, MultiTurnConfig
+from instructkit.config.synth import MagpieConfig, MultiTurnConfig
 from instructkit.synth.magpie import magpie, pre_query
 from instructkit.synth.multiturn import expand, write_sharegpt
 from instructkit.synth.teacher import Teacher

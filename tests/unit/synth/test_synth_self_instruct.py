@@ -8,7 +8,7 @@ import pytest
 
 from helpers import write_seeds
 from instructkit.errors import DataError, InstructkitError
-from instructkit.synth.config import SelfInstructConfig
+from instructkit.config.synth import SelfInstructConfig
 from instructkit.synth.filters import InstructionFilter, parse_alpaca_list, parse_instance, parse_task_list
 from instructkit.synth.io import load_seed_tasks
 from instructkit.synth.self_instruct import self_instruct

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instructkit.models.tiny import make_tiny_tokenizer
-from instructkit.synth.config import CleanConfig
+from instructkit.config.synth import CleanConfig
 from instructkit.synth.sharegpt import Splitter, clean, count_template_tokens, iter_records
 from instructkit.synth.report import RunReport
 

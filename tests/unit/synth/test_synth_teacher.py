@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.endpoint import AsyncEndpoint, EndpointError, TokenBucket, retry_after
 from instructkit.synth.teacher import Teacher, request_key
 from fake_teacher import FakeTeacher

@@ -7,7 +7,7 @@ import pytest
 from instructkit.config.base import validate
 from instructkit.errors import ConfigError
 from instructkit.experiments.heldout import cluster_lines, oracle_recipe, run_heldout
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 
 
 def _recipe(tmp_path, model="smollm2-135m-instruct"):

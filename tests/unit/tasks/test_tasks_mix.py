@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from instructkit.cli import app
 from instructkit.data.tasks import load_task
 from instructkit.data.tasks.cli import run_mix
-from instructkit.data.tasks.config import MixConfig
+from instructkit.config.mix import MixConfig
 from instructkit.data.tasks.mixture import MixSpec, allocate, plan_counts
 
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from instructkit.chat.conversation import ToolCall
-from instructkit.tools.calculator import CalculatorError, calculate
-from instructkit.tools.registry import load_toolset
+from instructkit.toolset.calculator import CalculatorError, calculate
+from instructkit.toolset.registry import load_toolset
 
 HOSTILE = [
     "9**9**9", "2**100000", "10**5000", "(10**1000)**10", "-(2**5000)", "2**4095*2**4095*2**4095",

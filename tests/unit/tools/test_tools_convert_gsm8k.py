@@ -7,7 +7,7 @@ import json
 import pytest
 
 from instructkit.chat import IGNORE_INDEX, render
-from instructkit.data.convert_tools import convert_gsm8k, gsm8k_conversation
+from instructkit.tools.convert import convert_gsm8k, gsm8k_conversation
 from instructkit.data.readers import read_conversations
 from instructkit.errors import DataError
 
@@ -56,9 +56,9 @@ def test_real_gsm8k_converts(shared_data, tmp_path):
 
 
 def test_people_qa_set_and_tool_eval(tmp_path, tiny_model_dir):
-    from instructkit.data.convert_tools import build_people_qa
+    from instructkit.tools.convert import build_people_qa
     from instructkit.tools.experiment import retrieval_qa_eval
-    from instructkit.tools.retrieval import BM25Index
+    from instructkit.toolset.retrieval import BM25Index
 
     rep = build_people_qa(tmp_path / "pqa", n_people=40, n_train=10, n_test=4)
     [conv] = list(read_conversations(rep["train"]))[:1]

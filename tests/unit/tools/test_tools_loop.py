@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from instructkit.chat import Renderer
-from instructkit.eval.api import GenerateRequest, GenerateResult
-from instructkit.tools.loop import ToolLM, ToolLoop
-from instructkit.tools.parsers import get_parser
-from instructkit.tools.registry import Tool, load_toolset
+from instructkit.lm.api import GenerateRequest, GenerateResult
+from instructkit.toolset.loop import ToolLM, ToolLoop
+from instructkit.chat.tool_parsers import get_parser
+from instructkit.toolset.registry import Tool, load_toolset
 
 
 class Scripted:
@@ -107,8 +107,8 @@ def test_toollm_wraps_an_eval_model(renderer):
 
 
 def test_with_tools_wraps_a_local_eval_model(tiny_model, tiny_tokenizer):
-    from instructkit.eval.hf import HFModel
-    from instructkit.tools.loop import with_tools
+    from instructkit.lm.hf import HFModel
+    from instructkit.toolset.loop import with_tools
 
     lm = HFModel(tiny_model, tiny_tokenizer, apply_chat_template=True, progress=False)
     tlm = with_tools(lm, "calculator", max_calls=2)

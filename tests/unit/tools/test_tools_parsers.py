@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from instructkit.chat import Conversation, Renderer
 from instructkit.chat.conversation import ToolCall
-from instructkit.tools.parsers import PARSERS, get_parser
+from instructkit.chat.tool_parsers import PARSERS, get_parser
 
 # JSON values: unicode strings (including braces, quotes, closing tags), numbers, nesting
 _scalar = st.none() | st.booleans() | st.integers(-10**12, 10**12) | \

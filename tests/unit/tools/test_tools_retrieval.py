@@ -8,8 +8,8 @@ import pytest
 
 from instructkit.chat.conversation import ToolCall
 from instructkit.errors import DataError
-from instructkit.tools.registry import load_toolset
-from instructkit.tools.retrieval import BM25Index, read_documents
+from instructkit.toolset.registry import load_toolset
+from instructkit.toolset.retrieval import BM25Index, read_documents
 
 FACTS = [
     {"id": "fr", "title": "France", "text": "Paris is the capital of France and its largest city."},

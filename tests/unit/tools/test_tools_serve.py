@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from instructkit.serve.engine import Completion, Event
-from instructkit.tools.calculator import CALCULATOR_SCHEMA
+from instructkit.lm.engine import Completion, Event
+from instructkit.toolset.calculator import CALCULATOR_SCHEMA
 
 openai = pytest.importorskip("openai")
 
@@ -102,8 +102,8 @@ def test_template_without_tools_is_a_clear_400(serve):
 
 
 def test_chat_client_runs_the_tools(serve):
-    from instructkit.tools.chat import tool_sender
-    from instructkit.tools.registry import load_toolset
+    from instructkit.toolset.chat import tool_sender
+    from instructkit.toolset.registry import load_toolset
 
     eng, client = serve([CALLS, "It is 45."])
     notes = []
@@ -114,7 +114,7 @@ def test_chat_client_runs_the_tools(serve):
 
 
 def test_server_side_tools_run_the_loop_and_return_the_answer(serve):
-    from instructkit.tools.serve_tools import ServerTools
+    from instructkit.serve.tools import ServerTools
 
     eng, client = serve([CALLS, "48/2 + 3*7 = 45."], server_tools=ServerTools.load("calculator", max_calls=4))
     r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "What is 48/2 + 3*7?"}])
@@ -129,7 +129,7 @@ def test_server_side_tools_run_the_loop_and_return_the_answer(serve):
 
 
 def test_server_side_tools_stop_at_the_call_limit_and_refuse_client_tools(serve):
-    from instructkit.tools.serve_tools import ServerTools
+    from instructkit.serve.tools import ServerTools
 
     eng, client = serve([CALLS, "x"], server_tools=ServerTools.load("calculator", max_calls=1))
     r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "q"}])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from instructkit.eval.stats import paired_bootstrap
+from instructkit.stats import paired_bootstrap
 from instructkit.pipeline.builtin import report
 from instructkit.tools.experiment import accuracy_ci, report_markdown
 from instructkit.tools.stage import report_scores

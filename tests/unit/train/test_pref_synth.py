@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from instructkit.eval.api import GenerateResult
+from instructkit.lm.api import GenerateResult
 from instructkit.synth.preferences import PreferencesConfig, read_prompts, run_preferences
-from instructkit.train.preference.winrate import WinRateConfig, run_winrate, win_rate
+from instructkit.eval.winrate import WinRateConfig, run_winrate, win_rate
 
 ANS = re.compile(r"\[The Start of Assistant ([AB])'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
 
@@ -63,7 +63,7 @@ ANSWERS = {"Explain rain.": ["Water falls.", "Clouds release water drops when th
 
 
 def test_judge_ranked_pairs_with_counts(tmp_path, monkeypatch):
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     monkeypatch.setattr(jc, "make_backend", lambda ref, **k: Policy(ANSWERS) if ref == "policy" else LengthJudge())
     prompts, skipped = read_prompts(str(_prompts(tmp_path)))
     assert [p for _, p in prompts] == ["Explain rain.", "Name a fruit."]
@@ -88,7 +88,7 @@ def test_judge_ranked_pairs_with_counts(tmp_path, monkeypatch):
 
 
 def test_position_biased_judge_yields_ties_not_pairs(tmp_path, monkeypatch):
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     monkeypatch.setattr(jc, "make_backend", lambda ref, **k: Policy(ANSWERS) if ref == "policy" else PositionJudge())
     cfg = PreferencesConfig(prompts=str(_prompts(tmp_path)), model="policy", judge="judge", n=3, verdict="generate")
     res = run_preferences(cfg, tmp_path / "out")
@@ -98,7 +98,7 @@ def test_position_biased_judge_yields_ties_not_pairs(tmp_path, monkeypatch):
 def test_win_rate_and_bootstrap_ci(tmp_path, monkeypatch):
     r = win_rate([1, 1, 0.5, 0], rounds=2000)
     assert r["win_rate"] == pytest.approx(0.625) and 0 <= r["ci_low"] < 0.625 < r["ci_high"] <= 1
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     answers = {"tuned": {"Explain rain.": "Clouds release water drops.", "Name a fruit.": "A ripe mango"},
                "base": {"Explain rain.": "Rain.", "Name a fruit.": "A ripe mango"}}
     monkeypatch.setattr(jc, "make_backend", lambda ref, **k: Policy(answers[ref]) if ref in answers else LengthJudge())

@@ -87,7 +87,7 @@ def test_reward_model_accuracy_rises_above_chance(tmp_path, tiny_model_dir):
     assert [r["eval_loss"] for r in rows if "eval_loss" in r][-1] < 0.6931  # better than a coin (log 2)
     assert (res.model_dir / "model.safetensors").is_file() and res.model.config.num_labels == 1
     # the saved folder is a ranker for the judge / synth preferences: new pairs, chosen mostly scored higher
-    from instructkit.train.preference.reward import RewardScorer
+    from instructkit.lm.reward import RewardScorer
     new = [json.loads(x) for x in arithmetic_pairs(tmp_path / "new.jsonl", 8, seed=99).read_text().splitlines()]
     scorer = RewardScorer(str(res.model_dir))
     prompts = [[{"role": "user", "content": r["prompt"]}] for r in new]

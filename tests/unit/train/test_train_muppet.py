@@ -14,7 +14,7 @@ from instructkit.config.base import validate
 from instructkit.data.tasks import builtin_tasks
 from instructkit.data.tasks.formats import render_examples
 from instructkit.errors import ConfigError
-from instructkit.recipe import Recipe
+from instructkit.config.recipe import Recipe
 from instructkit.train.loss import CausalLMLoss, chunked_lm_loss
 from instructkit.train.muppet import class_counts, hetero_groups, weight_for
 from instructkit.train.packing import Example, best_fit_decreasing

@@ -3,7 +3,7 @@
 In this mode the server offers its own toolset in every chat request and runs the tool loop itself:
 generate -> parse calls -> run them -> append results -> continue, up to ``max_calls`` calls, and
 returns only the final answer (``finish_reason: "stop"``). It is the same
-:class:`~instructkit.tools.loop.ToolLoop` that ``instructkit chat`` and evaluation use; here its model
+:class:`~instructkit.toolset.loop.ToolLoop` that ``instructkit chat`` and evaluation use; here its model
 is :class:`EngineLM`, which hands each round's prompts to the serving engine (so concurrent requests
 still share the engine's batches). The calls that were run and their results come back in the
 message's extra field ``tool_trace`` (the OpenAI SDK keeps unknown fields: ``message.model_extra``),
@@ -19,7 +19,7 @@ import dataclasses
 from collections import Counter
 from typing import Any, Callable, Sequence
 
-from instructkit.tools.loop import ToolLoop
+from instructkit.toolset.loop import ToolLoop
 
 
 class EngineLM:
@@ -35,7 +35,7 @@ class EngineLM:
         self.usage: Counter = Counter()  # prompt_tokens / completion_tokens summed over every round
 
     def generate(self, requests: Sequence[Any]) -> list[Any]:
-        from instructkit.eval.api import GenerateResult
+        from instructkit.lm.api import GenerateResult
 
         submitted = []
         try:
@@ -69,7 +69,7 @@ class ServerTools:
 
     @classmethod
     def load(cls, spec: str, *, index: str | None = None, max_calls: int = 4) -> "ServerTools":
-        from instructkit.tools.registry import load_toolset
+        from instructkit.toolset.registry import load_toolset
 
         return cls(load_toolset(spec, **({"index": index} if index else {})), max_calls)
 
@@ -91,7 +91,7 @@ class ServerTools:
 def respond(state: Any, body: Any, messages: list[dict[str, Any]], shape: Any,
             make_params: Callable[[int], Any]) -> dict[str, Any]:
     """The chat completion of a ``--run-tools`` server (called from a worker thread by the chat route)."""
-    from instructkit.serve.engine import QueueFull
+    from instructkit.lm.engine import QueueFull
     from instructkit.serve.protocol import APIError
     from instructkit.serve.responses import usage
 

@@ -15,7 +15,7 @@ Every pairwise game is played twice, model X in position A then in position B. T
   above ``tie_margin``, loses below ``-tie_margin``, ties otherwise. The tie option's ("C")
   log-prob is recorded but not used: the averaged A/B margin and its threshold decide ties.
 
-Needs the per-option log-probs that :func:`instructkit.eval.judge.ask_judge_logprob` caches, so
+Needs the per-option log-probs that :func:`instructkit.judging.judge.ask_judge_logprob` caches, so
 ``calibrated`` goes with ``verdict=logprob`` only (a generated "[[A]]" carries no score to average).
 """
 
@@ -77,11 +77,11 @@ def calibrated_margin(m_ab: float, m_ba: float) -> float:
 
 def score_pairwise_calibrated(matches: Sequence[tuple[Any, Any]], outputs: Mapping[str, str],
                               logprobs: Mapping[str, Mapping[str, float]], tie_margin: float = 0.0) -> Any:
-    """Like :func:`instructkit.eval.judge.score_pairwise` (same row and battle shapes), decided by the
+    """Like :func:`instructkit.judging.judge.score_pairwise` (same row and battle shapes), decided by the
     averaged margin. Counted in ``stats``: ``inconsistent`` (the orders' argmax letters disagree, as
     under ``agree``), ``calibrated_ties`` and ``decided_by_calibration`` (inconsistent letters, a winner
     nonetheless: the games ``agree`` would have tied)."""
-    from instructkit.eval.judge import _ORDER_WINNER, JudgeResults, parse_pair_verdict
+    from instructkit.judging.judge import _ORDER_WINNER, JudgeResults, parse_pair_verdict
 
     res = JudgeResults()
     for g1, g2 in matches:

@@ -1,4 +1,4 @@
-"""Generation for :class:`~instructkit.eval.hf.HFModel`: the serve stage's continuous-batching engine, or HF
+"""Generation for :class:`~instructkit.lm.hf.HFModel`: the serve stage's continuous-batching engine, or HF
 ``generate`` in fixed padded batches (the reference path, ``HFModel(generation="hf")``).
 
 Why the engine: a fixed batch runs until its longest answer ends (CoT answers range from 20 to 256 tokens),
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from instructkit.eval.api import GenerateResult
+from instructkit.lm.api import GenerateResult
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -42,7 +42,7 @@ def encode_prompt(lm: Any, text: str, chat: bool, max_new_tokens: int) -> list[i
 
 def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequence[Any]) -> list[GenerateResult]:
     """Every request through one ``Engine.generate_many`` call (continuous batching, ``lm.batch_size`` rows)."""
-    from instructkit.serve.sampling import SamplingParams
+    from instructkit.lm.sampling import SamplingParams
 
     eng = lm.engine
     # a LoRA model loaded unmerged (PeftModel): the engine runs rows without an adapter name on the base
@@ -70,7 +70,7 @@ def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequ
 
 
 def make_engine(lm: Any) -> Any:
-    from instructkit.serve.engine import Engine
+    from instructkit.lm.engine import Engine
     return Engine(lm.model, lm.tokenizer, max_batch_size=lm.batch_size, max_queue=1 << 30,
                   max_context=lm.max_length, eos_token_ids=lm.eos_token_ids(),
                   prefix_min_tokens=lm.prefix_min_tokens)

@@ -26,9 +26,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from instructkit.serve.sampling import (SamplingParams, StopChecker, TokenLogprob, adjust_logits, choose,
+from instructkit.lm.sampling import (SamplingParams, StopChecker, TokenLogprob, adjust_logits, choose,
                                         make_generator, token_logprob)
-from instructkit.serve.cache import BatchCache
+from instructkit.lm.cache import BatchCache
 
 
 class QueueFull(Exception):
@@ -168,7 +168,7 @@ class Engine:
     def _pin_prefix(self, prompts: Sequence[Sequence[int]]) -> None:
         if len(prompts) < 2 or self.adapters:  # mixed-adapter rows would need the prefix per adapter
             return
-        from instructkit.eval.prefix import lcp
+        from instructkit.lm.prefix import lcp
 
         first = prompts[0]
         # every prompt keeps >= 1 token of its own: its last one gives the first logits
@@ -285,7 +285,7 @@ class Engine:
         # position ids as HF generate computes them: count of real tokens before, pads at 1
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)[:, P:]
         if P:
-            from instructkit.eval.prefix import expand_cache, prefix_cache
+            from instructkit.lm.prefix import expand_cache, prefix_cache
             if self._pin_cache is None:
                 self._pin_cache = prefix_cache(self.model, pin, self.device)
             cache = expand_cache(self._pin_cache, len(uniq))

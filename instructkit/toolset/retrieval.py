@@ -145,7 +145,7 @@ SEARCH_SCHEMA = {
 
 
 def retrieval_tool(index: str | Path | BM25Index, k: int = 3) -> Any:
-    from instructkit.tools.registry import Tool
+    from instructkit.toolset.registry import Tool
 
     idx = index if isinstance(index, BM25Index) else BM25Index.load(index)
 

@@ -194,7 +194,7 @@ def compare_f1(pred: str, target: str | Sequence[str]) -> float:
 
 
 def compare_rouge_l(pred: str, target: str | Sequence[str]) -> float:
-    from instructkit.eval.metrics import rouge_l
+    from instructkit.data.tasks.metrics import rouge_l
     return rouge_l(pred, target)
 
 

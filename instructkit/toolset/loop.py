@@ -1,7 +1,7 @@
 """The tool loop: generate -> parse tool calls -> run tools -> append results -> continue, up to K calls.
 
 One implementation serves ``instructkit chat``, the server and evaluation. It drives any model with
-the eval API's ``generate(requests)`` (a local :class:`~instructkit.eval.hf.HFModel`, an endpoint, a
+the eval API's ``generate(requests)`` (a local :class:`~instructkit.lm.hf.HFModel`, an endpoint, a
 scripted model in tests) and steps many conversations together, so each round is one batched
 ``generate`` call. Prompts are rendered here with the tools-aware chat template (``tools=`` schemas in
 the prompt, earlier calls and results as structured turns), so training and inference see the same
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from instructkit.chat.conversation import Message, ToolCall
-from instructkit.tools.registry import Toolset
+from instructkit.toolset.registry import Toolset
 
 DEFAULT_MAX_CALLS = 4
 
@@ -69,7 +69,7 @@ class ToolLoop:
     stop: list[str] = field(default_factory=list)
 
     def _requests(self, convs: list[list[Message]]) -> list[Any]:
-        from instructkit.eval.api import GenerateRequest
+        from instructkit.lm.api import GenerateRequest
 
         tools = self.toolset.schemas or None
         return [GenerateRequest(prompt=self.renderer.prompt_text([m.to_dict() for m in c], tools=tools),
@@ -138,7 +138,7 @@ class ToolLM:
         return self.lm.loglikelihood(requests)
 
     def generate(self, requests: Sequence[Any]) -> list[Any]:
-        from instructkit.eval.api import GenerateResult
+        from instructkit.lm.api import GenerateResult
 
         expanded, owner = [], []
         for k, r in enumerate(requests):
@@ -165,8 +165,8 @@ def with_tools(lm: Any, tools: str | list[str], *, template: str = "chatml_tools
     model's own chat-template wrapping is switched off for the wrapped requests."""
     from instructkit.chat.render import Renderer
     from instructkit.errors import InstructkitError
-    from instructkit.tools.parsers import get_parser
-    from instructkit.tools.registry import load_toolset
+    from instructkit.chat.tool_parsers import get_parser
+    from instructkit.toolset.registry import load_toolset
 
     tok = getattr(lm, "tokenizer", None)
     if tok is None:

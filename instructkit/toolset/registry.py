@@ -112,12 +112,12 @@ class Toolset:
 
 
 def _calculator(**kw: Any) -> Tool:
-    from instructkit.tools.calculator import CALCULATOR_SCHEMA, calculate
+    from instructkit.toolset.calculator import CALCULATOR_SCHEMA, calculate
     return Tool("calculator", lambda expression: calculate(expression), CALCULATOR_SCHEMA, timeout_s=2.0)
 
 
 def _retrieval(index: str | None = None, **kw: Any) -> Tool:
-    from instructkit.tools.retrieval import retrieval_tool
+    from instructkit.toolset.retrieval import retrieval_tool
     if not index:
         raise InstructkitError("the search tool needs an index: --tools search --index DIR "
                                "(build one with `instructkit tools index FILES --out DIR`)")

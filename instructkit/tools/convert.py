@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from instructkit.chat.conversation import Conversation, Message, ToolCall
 from instructkit.errors import DataError, InstructkitError
-from instructkit.tools.calculator import CALCULATOR_SCHEMA, CalculatorError, calculate
+from instructkit.toolset.calculator import CALCULATOR_SCHEMA, CalculatorError, calculate
 
 ANNOTATION = re.compile(r"<<([^<>]*?)=([^<>=]*)>>")
 
@@ -134,7 +134,7 @@ def build_people_qa(out_dir: str | Path, *, n_people: int = 120, n_train: int = 
     import random
 
     from instructkit.data.tasks.suite.generators import CITIES, JOBS, NAMES, PETS
-    from instructkit.tools.retrieval import SEARCH_SCHEMA, BM25Index, Doc, format_hits
+    from instructkit.toolset.retrieval import SEARCH_SCHEMA, BM25Index, Doc, format_hits
 
     rng = random.Random(seed)
     names = [f"{a} {b}" for a in NAMES for b in SURNAMES]

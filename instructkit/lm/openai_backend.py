@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from instructkit.errors import InstructkitError
-from instructkit.eval.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from instructkit.eval.hf import cut_at_stop
+from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from instructkit.lm.hf import cut_at_stop
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

@@ -1,4 +1,4 @@
-"""A local Hugging Face causal LM behind the :class:`~instructkit.eval.api.LM` interface.
+"""A local Hugging Face causal LM behind the :class:`~instructkit.lm.api.LM` interface.
 
 loglikelihood: tokenization follows lm-evaluation-harness (``_encode_pair``: trailing context spaces
 move to the continuation, context + continuation encoded whole and split at the context's token
@@ -8,7 +8,7 @@ and position ids that restart at the context length for each choice. So the prom
 once per choice, and rows of different groups are batched by length (right padded). Because the mask
 is explicit and 4D, the SDPA packed-row trap (position ids restarting with no mask) does not apply.
 
-generate: the serve stage's continuous-batching engine (``instructkit/eval/generation.py``); HF ``generate``
+generate: the serve stage's continuous-batching engine (``instructkit/lm/generation.py``); HF ``generate``
 in fixed left-padded batches with ``generation="hf"``.
 """
 
@@ -19,8 +19,8 @@ import time
 from collections import defaultdict
 from typing import Any, Sequence
 
-from instructkit.eval.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from instructkit.eval.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
+from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from instructkit.lm.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
 
 #: how generate() decodes: the serve engine (continuous batching) or HF generate (fixed padded batches)
 GENERATION = ("engine", "hf")
@@ -248,7 +248,7 @@ class HFModel:
         return input_ids, mask, position_ids, spans
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        from instructkit.eval.prefix import prefix_cache, prefix_groups
+        from instructkit.lm.prefix import prefix_cache, prefix_groups
 
         t0 = time.perf_counter()
         encoded = [self.encode_pair(r.context, r.continuation) for r in requests]
@@ -275,7 +275,7 @@ class HFModel:
         """Score packed rows (on top of a shared prefix's KV cache when ``cache`` is given)."""
         import torch
 
-        from instructkit.eval.prefix import expand_cache, with_prefix
+        from instructkit.lm.prefix import expand_cache, with_prefix
 
         rows.sort(key=lambda r: -(len(r[0]) + sum(len(c) - 1 for _, c in r[1])))
         dev = self.device
@@ -320,7 +320,7 @@ class HFModel:
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Every request through the serve engine (continuous batching, ``generation="engine"``), or HF
         ``generate`` in fixed batches grouped by decoding settings (``generation="hf"``, the reference)."""
-        from instructkit.eval.generation import engine_generate, hf_generate_batch
+        from instructkit.lm.generation import engine_generate, hf_generate_batch
 
         t0 = time.perf_counter()
         prompts = [self.prompt_of(r) for r in requests]
@@ -352,6 +352,6 @@ class HFModel:
     def engine(self) -> Any:
         """The serve stage's decode engine over this model (built on first use)."""
         if self._engine is None:
-            from instructkit.eval.generation import make_engine
+            from instructkit.lm.generation import make_engine
             self._engine = make_engine(self)
         return self._engine

@@ -8,8 +8,8 @@ generated text into OpenAI's reply shape: ``content`` (null when the turn only c
 ``tool_choice: "none"`` renders the tools but returns text only; ``"required"`` or a named function
 cannot be enforced without constrained decoding and is refused with a 400. Streaming with tools is
 refused too (the reply must be parsed whole). The client runs the calls (``instructkit chat --tools``
-does, with :func:`instructkit.tools.loop.execute_calls`), unless the server runs its own toolset
-(``--run-tools``: ``server`` is a :class:`~instructkit.tools.serve_tools.ServerTools`; every chat
+does, with :func:`instructkit.toolset.loop.execute_calls`), unless the server runs its own toolset
+(``--run-tools``: ``server`` is a :class:`~instructkit.serve.tools.ServerTools`; every chat
 request is offered those tools and the server runs the loop, see :mod:`.serve_tools`).
 """
 
@@ -23,7 +23,7 @@ from instructkit.errors import InstructkitError
 
 class ToolHook:
     def __init__(self, renderer: Any, parser: str = "hermes", server: Any = None):
-        from instructkit.tools.parsers import get_parser
+        from instructkit.chat.tool_parsers import get_parser
 
         self.renderer, self.parser, self.server = renderer, get_parser(parser), server
 

@@ -1,7 +1,7 @@
 """``instructkit chat MODEL --tools calculator``: the terminal chat with tools run on the client side.
 
 The server parses the model's tool calls into OpenAI ``tool_calls`` (see :mod:`.serve_hook`); this
-side runs them with :func:`~instructkit.tools.loop.execute_calls`, shows each call and result, sends
+side runs them with :func:`~instructkit.toolset.loop.execute_calls`, shows each call and result, sends
 the results back and repeats until the model answers or ``max_calls`` calls were run. It talks the
 plain OpenAI API, so it works against ``--url`` servers that support tools as well.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from instructkit.chat.conversation import Message, ToolCall
 from instructkit.errors import InstructkitError
-from instructkit.tools.loop import execute_calls
+from instructkit.toolset.loop import execute_calls
 
 
 def post_chat(url: str, key: Optional[str], payload: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """LLM-as-judge, MT-Bench style: single-answer grading (1-10) and pairwise comparison.
 
-The judge is any object with ``generate`` (:class:`instructkit.eval.api.LM`): a local model, an
+The judge is any object with ``generate`` (:class:`instructkit.lm.api.LM`): a local model, an
 OpenAI-compatible endpoint, or a scripted judge in tests. The prompts are data
 (``judge_prompts.yaml``: FastChat's MT-Bench prompts) selected by mode x reference x multi-turn.
 
@@ -9,7 +9,7 @@ Rules that decide results, each covered by a test:
 * pairwise games are played in both orders (A/B then B/A) to cancel position bias; by default a
   model wins only if it wins both orders, anything else is a tie (MT-Bench's rule; disagreements are
   also counted as ``inconsistent``); ``swap="calibrated"`` averages the log-odds over both orders
-  instead (:mod:`instructkit.eval.judge_swap`, for judges with a strong position bias);
+  instead (:mod:`instructkit.judging.swap`, for judges with a strong position bias);
 * a verdict that cannot be parsed is an error: counted by reason, written to ``verdicts.jsonl``,
   reported - never silently dropped and never turned into a tie;
 * every judge output is cached in ``judgments.jsonl`` keyed by (judge, prompt, generation settings),
@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from instructkit.errors import ConfigError, DataError
-from instructkit.eval.api import GenerateRequest
-from instructkit.eval.judge_io import AnswerSet, Question
+from instructkit.lm.api import GenerateRequest
+from instructkit.judging.io import AnswerSet, Question
 
 PROMPTS_FILE = Path(__file__).with_name("judge_prompts.yaml")
 #: MT-Bench grades these categories against a reference answer
@@ -63,7 +63,7 @@ def load_judge_prompts(path: str | Path | None = None) -> dict[str, JudgePrompt]
     if not p.is_file():
         raise ConfigError(f"judge prompts file not found: {p}")
     if p.suffix == ".jsonl":
-        from instructkit.eval.judge_io import read_jsonl
+        from instructkit.judging.io import read_jsonl
         records = [(n, r) for n, r in read_jsonl(p)]
     else:
         records = list(enumerate(yaml.safe_load(p.read_text(encoding="utf-8")) or [], 1))
@@ -304,7 +304,7 @@ def ask_judge_logprob(judge: Any, games: Sequence[Game], cache: VerdictCache, *,
     A/B/C, each followed by "]]") is scored with ``judge.loglikelihood``; the best one is written as
     an ordinary verdict text, so parsing, the position swap and the cache work unchanged.
     """
-    from instructkit.eval.api import LoglikelihoodRequest
+    from instructkit.lm.api import LoglikelihoodRequest
 
     name = getattr(judge, "name", type(judge).__name__)
     todo: dict[str, Game] = {}

@@ -2,7 +2,7 @@
 
 Normalisation for exact match / F1 follows SQuAD (lower case, drop punctuation and articles, squeeze
 whitespace) except that numbers keep their sign and decimal point; how each task extracts and compares
-its answers is declared per task (:mod:`instructkit.eval.answers`). Rank classification reports lm-eval's three flavours: ``acc`` (sum of log-probs),
+its answers is declared per task (:mod:`instructkit.data.tasks.answers`). Rank classification reports lm-eval's three flavours: ``acc`` (sum of log-probs),
 ``acc_norm`` (log-prob per character, lm-eval's acc_norm) and ``acc_token`` (log-prob per token).
 """
 
@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from typing import Callable, Sequence
 
-from instructkit.eval import answers as A
+from instructkit.data.tasks import answers as A
 
 def normalize(text: str) -> str:
     """SQuAD normalisation that keeps a number's sign and decimal point (see :mod:`.answers`)."""

@@ -29,7 +29,7 @@ WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 
 def load_battles(path: str | Path) -> list[dict[str, Any]]:
-    from instructkit.eval.judge_io import read_jsonl
+    from instructkit.judging.io import read_jsonl
     out = []
     for n, rec in read_jsonl(path):
         for k in ("model_a", "model_b"):

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from instructkit.errors import ConfigError
-from instructkit.eval import judge as J
-from instructkit.eval.judge_io import AnswerSet, Question
+from instructkit.judging import judge as J
+from instructkit.judging.io import AnswerSet, Question
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -65,8 +65,8 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
     """``verdict="generate"``: the judge writes an explanation and a verdict (MT-Bench); ``"logprob"``:
     the verdict options are scored by log-likelihood (needs ``chat_format`` and ``judge.loglikelihood``).
     ``swap`` (pairwise): ``"agree"`` (both orders must agree, MT-Bench) or ``"calibrated"`` (log-odds
-    averaged over both orders, ties within ``tie_margin``; see :mod:`instructkit.eval.judge_swap`)."""
-    from instructkit.eval.judge_swap import check_swap, score_pairwise_calibrated
+    averaged over both orders, ties within ``tie_margin``; see :mod:`instructkit.judging.swap`)."""
+    from instructkit.judging.swap import check_swap, score_pairwise_calibrated
 
     if verdict not in ("generate", "logprob"):
         raise ConfigError(f"unknown verdict method {verdict!r}; choose generate or logprob")
@@ -122,7 +122,7 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
         summary["scores"] = rows
         (out / "scores.md").write_text(scores_markdown(rows))
     if battles and len({m for b in battles for m in (b["model_a"], b["model_b"])}) >= 2:
-        from instructkit.eval.ratings import write_leaderboard
+        from instructkit.judging.ratings import write_leaderboard
         lb = write_leaderboard(battles, out, rounds=rounds, seed=seed, anchor=baseline)
         summary["leaderboard"] = [asdict(r) for r in lb]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))

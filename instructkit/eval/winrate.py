@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
-from instructkit.eval.judge_swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
+from instructkit.judging.swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
 class WinRateConfig(Section):
@@ -49,10 +49,11 @@ def win_rate(outcomes: list[float], rounds: int = 1000, seed: int = 0) -> dict[s
 
 
 def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) -> dict[str, Any]:
-    from instructkit.eval.judge_cli import generate_answers, make_backend
-    from instructkit.eval.judge_io import AnswerSet, Question
-    from instructkit.eval.judge_run import run_judge
-    from instructkit.synth.preferences import read_prompts
+    from instructkit.judging.answers import generate_answers
+    from instructkit.lm import backends
+    from instructkit.judging.io import AnswerSet, Question
+    from instructkit.judging.run import run_judge
+    from instructkit.data.prompts import read_prompts
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,11 +65,11 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
         if path.is_file():
             answers = [json.loads(x)["answer"] for x in path.read_text().splitlines()]
         else:
-            answers = [a[0] for a in generate_answers(make_backend(ref), qs, max_new_tokens=cfg.max_new_tokens)]
+            answers = [a[0] for a in generate_answers(backends.make_backend(ref), qs, max_new_tokens=cfg.max_new_tokens)]
             path.write_text("".join(json.dumps({"id": q.id, "answer": a}, ensure_ascii=False) + "\n"
                                     for q, a in zip(qs, answers)))
         aset.answers[name] = {q.id: [a] for q, a in zip(qs, answers)}
-    judge = make_backend(cfg.judge)
+    judge = backends.make_backend(cfg.judge)
     chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
     summary = run_judge(qs, aset, judge, mode="pairwise", out=out / "judge", baseline="baseline",
                         verdict=cfg.verdict, chat_format=chat_format, progress=False, seed=cfg.seed,
