@@ -18,19 +18,16 @@ Rules that decide results, each covered by a test:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import yaml
 
 from instructkit.errors import ConfigError, DataError
-from instructkit.lm.api import GenerateRequest
 from instructkit.judging.io import AnswerSet, Question
 
 PROMPTS_FILE = Path(__file__).with_name("judge_prompts.yaml")
@@ -222,181 +219,3 @@ def make_pairs(models: Sequence[str], baseline: str | None = None) -> list[tuple
     if baseline not in models:
         raise ConfigError(f"baseline model {baseline!r} has no answers (models: {', '.join(models)})")
     return [(m, baseline) for m in sorted(models) if m != baseline]
-
-
-# -- running the judge with a cache -------------------------------------------------------------------
-class VerdictCache:
-    """Judge outputs by key in an append-only JSONL file (``judgments.jsonl``): resume = skip known keys."""
-
-    def __init__(self, path: str | Path | None):
-        self.path = Path(path) if path else None
-        self.outputs: dict[str, str] = {}
-        #: per-option log-probs of log-prob verdicts (swap=calibrated averages them over both orders)
-        self.logprobs: dict[str, dict[str, float]] = {}
-        self.unreadable_lines = 0
-        if self.path and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.outputs[rec["key"]] = rec["output"]
-                    if isinstance(rec.get("logprobs"), dict):
-                        self.logprobs[rec["key"]] = rec["logprobs"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    self.unreadable_lines += 1  # e.g. a line cut by a crash: that game is asked again
-
-    def add(self, records: Sequence[dict[str, Any]]) -> None:
-        for r in records:
-            self.outputs[r["key"]] = r["output"]
-            if isinstance(r.get("logprobs"), dict):
-                self.logprobs[r["key"]] = r["logprobs"]
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                for r in records:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def game_key(judge_name: str, g: Game, max_new_tokens: int, temperature: float) -> str:
-    blob = json.dumps([judge_name, g.system, g.user, max_new_tokens, temperature], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def ask_judge(judge: Any, games: Sequence[Game], cache: VerdictCache, *, max_new_tokens: int = 512,
-              temperature: float = 0.0, chunk: int = 8,
-              on_progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
-    """Fill ``game.key`` and return ``{key: judge output}``, asking the judge only for keys not cached."""
-    name = getattr(judge, "name", type(judge).__name__)
-    todo: dict[str, Game] = {}
-    for g in games:
-        g.key = game_key(name, g, max_new_tokens, temperature)
-        if g.key not in cache.outputs:
-            todo.setdefault(g.key, g)
-    pending = list(todo.values())
-    done = 0
-    for i in range(0, len(pending), chunk):
-        batch = pending[i:i + chunk]
-        reqs = [GenerateRequest(messages=([{"role": "system", "content": g.system}] if g.system else [])
-                                + [{"role": "user", "content": g.user}],
-                                max_new_tokens=max_new_tokens, temperature=temperature, key=g.key) for g in batch]
-        results = judge.generate(reqs)
-        if len(results) != len(reqs):
-            raise RuntimeError(f"judge {name!r} returned {len(results)} results for {len(reqs)} requests")
-        cache.add([{"key": g.key, "judge": name, "prompt": g.prompt_name, "question_id": g.question_id,
-                    "turn": g.turn, "models": list(g.models), "output": r.texts[0]} for g, r in zip(batch, results)])
-        done += len(batch)
-        if on_progress:
-            on_progress(done, len(pending))
-    return {g.key: cache.outputs[g.key] for g in games}
-
-
-#: verdict by log-likelihood: the assistant turn is prefilled with a lead-in and each option is scored
-LOGPROB_OPTIONS = {"single": ("Rating: [[", [str(i) for i in range(1, 11)]),
-                   "pairwise": ("Final verdict: [[", ["A", "B", "C"])}
-
-
-def ask_judge_logprob(judge: Any, games: Sequence[Game], cache: VerdictCache, *,
-                      chat_format: Callable[[list[dict[str, str]]], str], chunk: int = 8,
-                      on_progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
-    """Constrained verdicts for judges too weak to follow the output format (e.g. a 135M local model).
-
-    No explanation is generated: the chat prompt (``chat_format`` renders it with the generation
-    prompt) is followed by "Rating: [[" or "Final verdict: [[" and every option ("1".."10" or
-    A/B/C, each followed by "]]") is scored with ``judge.loglikelihood``; the best one is written as
-    an ordinary verdict text, so parsing, the position swap and the cache work unchanged.
-    """
-    from instructkit.lm.api import LoglikelihoodRequest
-
-    name = getattr(judge, "name", type(judge).__name__)
-    todo: dict[str, Game] = {}
-    for g in games:
-        g.key = game_key(name + "|logprob", g, 0, 0.0)
-        if g.key not in cache.outputs:
-            todo.setdefault(g.key, g)
-    pending = list(todo.values())
-    for i in range(0, len(pending), chunk):
-        batch = pending[i:i + chunk]
-        reqs, spans = [], []
-        for g in batch:
-            lead, options = LOGPROB_OPTIONS[g.mode]
-            msgs = ([{"role": "system", "content": g.system}] if g.system else []) + [{"role": "user", "content": g.user}]
-            ctx = chat_format(msgs) + lead
-            spans.append((len(reqs), options, lead))
-            reqs += [LoglikelihoodRequest(ctx, f"{o}]]", key=(g.key, o)) for o in options]
-        res = judge.loglikelihood(reqs)
-        records = []
-        for g, (start, options, lead) in zip(batch, spans):
-            lps = {o: res[start + j].logprob for j, o in enumerate(options)}
-            best = max(options, key=lps.__getitem__)
-            records.append({"key": g.key, "judge": name, "prompt": g.prompt_name, "question_id": g.question_id,
-                            "turn": g.turn, "models": list(g.models), "logprobs": lps,
-                            "output": f"(verdict by log-likelihood) {lead}{best}]]"})
-        cache.add(records)
-        if on_progress:
-            on_progress(min(i + chunk, len(pending)), len(pending))
-    return {g.key: cache.outputs[g.key] for g in games}
-
-
-# -- turning outputs into results ---------------------------------------------------------------------
-@dataclass
-class JudgeResults:
-    verdicts: list[dict[str, Any]] = field(default_factory=list)   # one row per game / match, errors included
-    battles: list[dict[str, Any]] = field(default_factory=list)    # pairwise outcomes (errors excluded)
-    errors: Counter = field(default_factory=Counter)               # reason -> count
-    stats: Counter = field(default_factory=Counter)
-
-
-def score_single(games: Sequence[Game], outputs: dict[str, str], lo: float = 1.0, hi: float = 10.0) -> JudgeResults:
-    res = JudgeResults()
-    for g in games:
-        score, err = parse_rating(outputs[g.key], lo, hi)
-        res.verdicts.append({"question_id": g.question_id, "turn": g.turn, "model": g.models[0],
-                             "prompt": g.prompt_name, "score": score, "error": err, "judgment": outputs[g.key]})
-        res.stats["games"] += 1
-        if err:
-            res.errors[err] += 1
-    return res
-
-
-_ORDER_WINNER = {0: {"A": "model_a", "B": "model_b", "C": "tie"},   # game 1: a in position A
-                 1: {"A": "model_b", "B": "model_a", "C": "tie"}}   # game 2: swapped
-
-
-def score_pairwise(matches: Sequence[tuple[Game, Game]], outputs: dict[str, str]) -> JudgeResults:
-    res = JudgeResults()
-    for g1, g2 in matches:
-        (v1, e1), (v2, e2) = parse_pair_verdict(outputs[g1.key]), parse_pair_verdict(outputs[g2.key])
-        row: dict[str, Any] = {"question_id": g1.question_id, "turn": g1.turn, "model_a": g1.models[0],
-                               "model_b": g1.models[1], "prompt": g1.prompt_name, "verdict_ab": v1, "verdict_ba": v2,
-                               "judgment_ab": outputs[g1.key], "judgment_ba": outputs[g2.key]}
-        res.stats["matches"] += 1
-        if e1 or e2:
-            # one unreadable order leaves the position bias uncancelled: the match is an error
-            row.update(winner=None, error=e1 or e2)
-            res.stats["error_matches"] += 1
-            for e in (e1, e2):
-                if e:
-                    res.errors[e] += 1
-        else:
-            w1, w2 = _ORDER_WINNER[0][v1], _ORDER_WINNER[1][v2]
-            consistent = w1 == w2
-            row.update(winner=w1 if consistent else "tie", consistent=consistent, error=None)
-            res.stats["inconsistent"] += not consistent
-            res.battles.append({k: row[k] for k in ("question_id", "turn", "model_a", "model_b", "winner")}
-                               | {"consistent": consistent})
-        res.verdicts.append(row)
-    return res
-
-
-def battles_from_scores(verdicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Single-grading scores -> pairwise battles (same question and turn: higher score wins, equal = tie)."""
-    by_item: dict[tuple[str, int], list[tuple[str, float]]] = {}
-    for v in verdicts:
-        if v["score"] is not None:
-            by_item.setdefault((v["question_id"], v["turn"]), []).append((v["model"], v["score"]))
-    out = []
-    for (qid, turn), scored in by_item.items():
-        for (ma, sa), (mb, sb) in itertools.combinations(sorted(scored), 2):
-            winner = "model_a" if sa > sb else "model_b" if sb > sa else "tie"
-            out.append({"question_id": qid, "turn": turn, "model_a": ma, "model_b": mb, "winner": winner,
-                        "source": "single"})
-    return out

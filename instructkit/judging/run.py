@@ -20,7 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from instructkit.errors import ConfigError
+from instructkit.judging import ask as JA
 from instructkit.judging import judge as J
+from instructkit.judging import scores as JS
 from instructkit.judging.io import AnswerSet, Question
 
 
@@ -82,14 +84,14 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
     else:
         matches = builder.pairwise(questions, answers, J.make_pairs(answers.models, baseline))
         games = [g for m in matches for g in m]
-    cache = J.VerdictCache(out / "judgments.jsonl")
+    cache = JA.VerdictCache(out / "judgments.jsonl")
     cached_before = len(cache.outputs)
 
     def ask(on_progress: Any) -> dict[str, str]:
         if verdict == "logprob":
-            return J.ask_judge_logprob(judge, games, cache, chat_format=chat_format, chunk=chunk,
+            return JA.ask_judge_logprob(judge, games, cache, chat_format=chat_format, chunk=chunk,
                                        on_progress=on_progress)
-        return J.ask_judge(judge, games, cache, max_new_tokens=max_new_tokens, temperature=temperature,
+        return JA.ask_judge(judge, games, cache, max_new_tokens=max_new_tokens, temperature=temperature,
                            chunk=chunk, on_progress=on_progress)
 
     if progress:
@@ -101,12 +103,12 @@ def run_judge(questions: Sequence[Question], answers: AnswerSet, judge: Any, *, 
         outputs = ask(None)
 
     if mode == "single":
-        res = J.score_single(games, outputs)
+        res = JS.score_single(games, outputs)
     elif swap == "calibrated":
         res = score_pairwise_calibrated(matches, outputs, cache.logprobs, tie_margin)
     else:
-        res = J.score_pairwise(matches, outputs)
-    battles = J.battles_from_scores(res.verdicts) if mode == "single" else res.battles
+        res = JS.score_pairwise(matches, outputs)
+    battles = JS.battles_from_scores(res.verdicts) if mode == "single" else res.battles
     _write_jsonl(out / "verdicts.jsonl", res.verdicts)
     _write_jsonl(out / "battles.jsonl", battles)
     summary: dict[str, Any] = {

@@ -81,7 +81,8 @@ def score_pairwise_calibrated(matches: Sequence[tuple[Any, Any]], outputs: Mappi
     averaged margin. Counted in ``stats``: ``inconsistent`` (the orders' argmax letters disagree, as
     under ``agree``), ``calibrated_ties`` and ``decided_by_calibration`` (inconsistent letters, a winner
     nonetheless: the games ``agree`` would have tied)."""
-    from instructkit.judging.judge import _ORDER_WINNER, JudgeResults, parse_pair_verdict
+    from instructkit.judging.judge import parse_pair_verdict
+    from instructkit.judging.scores import _ORDER_WINNER, JudgeResults
 
     res = JudgeResults()
     for g1, g2 in matches:

@@ -20,6 +20,7 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
+from instructkit.lm.packed import pack_rows, packed_batch
 from instructkit.lm.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
 
 #: how generate() decodes: the serve engine (continuous batching) or HF generate (fixed padded batches)
@@ -180,73 +181,6 @@ class HFModel:
         return ids
 
     # -- loglikelihood ------------------------------------------------------------------------------
-    def _rows(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
-        """Pack requests into rows ``(context, [(request index, continuation), ...])`` within max_length."""
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for i, (ctx, _cont) in enumerate(encoded):
-            groups[tuple(ctx)].append(i)
-        rows = []
-        for ctx_t, idxs in groups.items():
-            ctx = list(ctx_t)
-            cur: list[tuple[int, list[int]]] = []
-            used = len(ctx)
-            for i in idxs:
-                cont = encoded[i][1]
-                if len(ctx) + len(cont) - 1 > self.max_length:
-                    # lm-eval: keep the last max_length+1 tokens (left-truncate the context); own row
-                    whole = (ctx + cont)[-(self.max_length + 1):]
-                    rows.append((whole[: len(whole) - len(cont)], [(i, cont)]))
-                    continue
-                if cur and used + len(cont) - 1 > self.max_length:
-                    rows.append((ctx, cur))
-                    cur, used = [], len(ctx)
-                cur.append((i, cont))
-                used += len(cont) - 1
-            if cur:
-                rows.append((ctx, cur))
-        return rows
-
-    def _pack(self, rows: list[tuple[list[int], list[tuple[int, list[int]]]]]) -> tuple[Any, Any, Any, list]:
-        """Token ids, additive 4D mask, position ids for a batch of packed rows, and where to score."""
-        import torch
-
-        seqs, spans = [], []
-        for ctx, conts in rows:
-            ids, pos, seg = list(ctx), list(range(len(ctx))), [0] * len(ctx)
-            where = []
-            for k, (i, cont) in enumerate(conts, start=1):
-                start = len(ids)
-                body = cont[:-1]  # the last continuation token is predicted, never fed
-                ids += body
-                pos += range(len(ctx), len(ctx) + len(body))
-                seg += [k] * len(body)
-                # logits predicting cont[j] sit at the context's last token (j=0), then at body[j-1]
-                where.append((i, [len(ctx) - 1] + list(range(start, start + len(body))), cont))
-            seqs.append((ids, pos, seg))
-            spans.append(where)
-        T = max(len(s[0]) for s in seqs)
-        B = len(seqs)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((B, T), pad, dtype=torch.long)
-        position_ids = torch.zeros((B, T), dtype=torch.long)
-        allowed = torch.zeros((B, T, T), dtype=torch.bool)
-        for b, (ids, pos, seg) in enumerate(seqs):
-            n = len(ids)
-            input_ids[b, :n] = torch.tensor(ids)
-            position_ids[b, :n] = torch.tensor(pos)
-            s = torch.tensor(seg)
-            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            # a token sees the context (segment 0) and earlier tokens of its own segment
-            same = (s[:, None] == s[None, :]) | (s[None, :] == 0)
-            allowed[b, :n, :n] = causal & same
-            # padding queries see themselves only (an all-masked row would give NaN in SDPA)
-            idx = torch.arange(n, T)
-            allowed[b, idx, idx] = True
-        dtype = next(self.model.parameters()).dtype
-        mask = torch.zeros((B, 1, T, T), dtype=dtype)
-        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-        return input_ids, mask, position_ids, spans
-
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         from instructkit.lm.prefix import prefix_cache, prefix_groups
 
@@ -263,7 +197,7 @@ class HFModel:
         for plen, idxs in groups:
             cache = prefix_cache(self.model, encoded[idxs[0]][0][:plen], self.device) if plen else None
             sub = [(encoded[i][0][plen:], encoded[i][1]) for i in idxs]
-            self._score(self._rows(sub), [requests[i] for i in idxs], idxs, out, bar, cache, plen)
+            self._score(pack_rows(sub, self.max_length), [requests[i] for i in idxs], idxs, out, bar, cache, plen)
             self.stats["ll_prefix_tokens_reused"] += plen * (len({tuple(c) for c, _ in sub}) - 1) if plen else 0
         bar.close()
         self.stats["ll_requests"] += len(requests)
@@ -281,7 +215,8 @@ class HFModel:
         dev = self.device
         for b0 in range(0, len(rows), self.batch_size):
             batch = rows[b0: b0 + self.batch_size]
-            input_ids, mask, position_ids, spans = self._pack(batch)
+            input_ids, mask, position_ids, spans = packed_batch(batch, self.tokenizer.pad_token_id,
+                                                                 next(self.model.parameters()).dtype)
             first = min(min(p[0] for _, p, _ in where) for where in spans)
             keep = input_ids.shape[1] - first  # logits only from the first scored position on
             kw: dict[str, Any] = dict(use_cache=False)

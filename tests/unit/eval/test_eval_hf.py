@@ -43,7 +43,8 @@ def test_loglikelihood_matches_naive_forward(lm):
 
 def test_prefix_reuse_packs_choices_into_one_row(lm):
     enc = [lm.encode_pair(r.context, r.continuation) for r in REQS]
-    rows = lm._rows(enc)
+    from instructkit.lm.packed import pack_rows
+    rows = pack_rows(enc, lm.max_length)
     # 4 distinct contexts -> exactly one row each: the prompt runs once, not once per choice
     assert len(rows) == 4
     assert sorted(len(conts) for _, conts in rows) == [1, 1, 3, 4]
