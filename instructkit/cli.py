@@ -40,6 +40,8 @@ def _register() -> None:
     app.command("demo", help="FLAN held-out experiment on the embedded model: base / tuned / oracle, 95% CIs.")(demo)
     from instructkit.pipeline.cli import run_cmd
     app.command("run", help="Run a recipe's stages end to end; finished stages are cached by fingerprint.")(run_cmd)
+    from instructkit.experiments.cli import app as experiment_app
+    app.add_typer(experiment_app, name="experiment", help="Held-out experiments: FLAN clusters, T0 -> BIG-bench.")
     from instructkit.tools.cli import app as tools_app
     app.add_typer(tools_app, name="tools", help="Tools for the tool loop: retrieval index, a call by hand, GSM8K tool data.")
 

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from instructkit.jsonl import read_log
 from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 
 
@@ -49,21 +50,9 @@ class CachedLM:
         self.cached_hits = {"loglikelihood": 0, "generate": 0}
         self.seconds = {"loglikelihood": 0.0, "generate": 0.0}
         self.gen_tokens = 0
-        if self.path and self.path.is_file():
-            with self.path.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                        self.store[rec["k"]] = rec["r"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a torn final line from an interrupted write: recompute that request
-            with self.path.open("rb") as f:
-                size = f.seek(0, 2)
-                torn = size > 0 and f.seek(size - 1) >= 0 and f.read(1) != b"\n"
-                if torn:
-                    # terminate the torn line, or the next record would be glued onto it and lost
-                    with self.path.open("a", encoding="utf-8") as g:
-                        g.write("\n")
+        if self.path:
+            # a torn final line from an interrupted write is unreadable: that request is recomputed
+            self.store.update((rec["k"], rec["r"]) for rec in read_log(self.path, ("k", "r"))[0])
 
     def _run(self, kind: str, reqs: Sequence[Any], call: Callable[[list], list], build: Callable[[dict], Any],
              on_chunk: Callable[[int], None] | None = None) -> list[Any]:

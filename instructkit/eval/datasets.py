@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from instructkit.errors import DataError, InstructkitError
+from instructkit.jsonl import iter_jsonl
 
 from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS, Format  # one definition of the formats
 from instructkit.data.shared import shared_data_dir  # noqa: F401  (re-exported)
@@ -95,17 +95,6 @@ def _need(row: dict, key: str, path: Path, line: int) -> Any:
     return v
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    if not path.is_file():
-        raise InstructkitError(f"evaluation file not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield n, json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", path=str(path), line=n, reason="invalid_json") from e
 
 
 # -- MMLU ------------------------------------------------------------------------------------------
@@ -119,7 +108,7 @@ def _mmlu_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 yield n, dict(question=row[0], answer_a=row[1], answer_b=row[2], answer_c=row[3],
                               answer_d=row[4], correct_answer=row[5])
     else:
-        yield from read_jsonl(path)
+        yield from iter_jsonl(path)
 
 
 def _mmlu_prompt(q: str, opts: list[str]) -> str:
@@ -247,7 +236,7 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
         raise InstructkitError(f"GSM8K file not found: {test}; pass gsm8k:PATH/test.jsonl, --data-dir DIR "
                                "(eval.data_dir=DIR, a folder holding gsm8k/test.jsonl) or set $INSTRUCTKIT_SHARED")
     rows = []
-    for n, row in read_jsonl(test):
+    for n, row in iter_jsonl(test):
         q, a = _need(row, "question", test, n), _need(row, "answer", test, n)
         rows.append((str(q), _gsm8k_answer(str(a), test, n)))
     f = Format.parse(fmt)
@@ -255,7 +244,7 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
     if f.few_shot:
         train = test.parent / "train.jsonl"
         shots = []
-        for n, row in read_jsonl(train):
+        for n, row in iter_jsonl(train):
             if len(shots) == k:
                 break
             q, a = _need(row, "question", train, n), str(_need(row, "answer", train, n))

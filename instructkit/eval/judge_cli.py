@@ -119,6 +119,7 @@ def answer_cmd(
     endpoint_model: str = typer.Option("default", help="Model name sent to an OpenAI-compatible endpoint."),
 ) -> None:
     """Generate a model's answers to a question file (every turn, each conditioned on the previous ones)."""
+    from instructkit.judging.answers import generate_answers
     from instructkit.judging.io import load_questions
 
     qs = load_questions(questions, limit)

@@ -254,7 +254,8 @@ def _contamination(manifest_path: Path, plan: list[dict], sets: list[Any], n: in
     mixture = manifest_path.parent / "mixture.jsonl"
     if not mixture.is_file():
         return {"skipped": f"no training mixture at {mixture}"}
-    from instructkit.data.tasks.contamination import ngrams, read_jsonl, train_index
+    from instructkit.data.tasks.contamination import ngrams, train_index
+    from instructkit.jsonl import read_jsonl
     index = train_index(read_jsonl(mixture), n)
     tasks = {}
     for p, es in zip(plan, sets):

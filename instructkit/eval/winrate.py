@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
+from instructkit.jsonl import read_jsonl, write_jsonl
 from instructkit.judging.swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
@@ -63,11 +64,10 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
     for name, ref in (("tuned", model), ("baseline", baseline)):
         path = out / f"answers_{name}.jsonl"
         if path.is_file():
-            answers = [json.loads(x)["answer"] for x in path.read_text().splitlines()]
+            answers = [r["answer"] for r in read_jsonl(path)]
         else:
             answers = [a[0] for a in generate_answers(backends.make_backend(ref), qs, max_new_tokens=cfg.max_new_tokens)]
-            path.write_text("".join(json.dumps({"id": q.id, "answer": a}, ensure_ascii=False) + "\n"
-                                    for q, a in zip(qs, answers)))
+            write_jsonl(path, ({"id": q.id, "answer": a} for q, a in zip(qs, answers)))
         aset.answers[name] = {q.id: [a] for q, a in zip(qs, answers)}
     judge = backends.make_backend(cfg.judge)
     chat_format = judge.renderer.prompt_text if cfg.verdict == "logprob" else None
@@ -76,8 +76,7 @@ def run_winrate(cfg: WinRateConfig, out: str | Path, model: str, baseline: str) 
                         swap=cfg.swap, tie_margin=cfg.tie_margin)
     score = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
     outcomes, counts = [], {"win": 0, "tie": 0, "loss": 0, "error": 0}
-    for line in (out / "judge" / "verdicts.jsonl").read_text().splitlines():
-        v = json.loads(line)
+    for v in read_jsonl(out / "judge" / "verdicts.jsonl"):
         if v.get("error"):
             counts["error"] += 1
             continue

@@ -13,7 +13,6 @@ for subtasks); the folder comes from the ``bigbench_dir`` argument or ``$INSTRUC
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,35 +55,3 @@ def run_t0_bigbench(recipe: Any, out: str | Path, *, bigbench_dir: str | Path | 
     return run_heldout(recipe, out, held_out=[str(p) for p in refs], oracle=oracle, oracle_per_task=oracle_per_task,
                        oracle_train=oracle_train, oracle_tasks=[str(p) for p in refs], limit=eval_n,
                        console=console, command=command, **report_kw)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m instructkit.experiments.t0_bigbench RECIPE.yaml [--bigbench DIR] [--out DIR] [key=value ...]``"""
-    import shlex
-
-    from rich.console import Console
-
-    from instructkit.config.base import load_config
-    from instructkit.errors import InstructkitError
-    from instructkit.experiments.heldout import parse_args
-    from instructkit.config.recipe import Recipe
-
-    args = sys.argv[1:] if argv is None else argv
-    a = parse_args(args, "python -m instructkit.experiments.t0_bigbench", extra=lambda ap: ap.add_argument(
-        "--bigbench", default=None, help="unpacked bigbench sdist (default: $INSTRUCTKIT_BIGBENCH)"))
-    con = Console()
-    try:
-        recipe = load_config(Recipe, a.recipe, a.overrides)
-        rep = run_t0_bigbench(recipe, a.out or recipe.resolved_output_dir(), bigbench_dir=a.bigbench,
-                              eval_n=a.limit, oracle=not a.no_oracle, oracle_per_task=a.oracle_per_task,
-                              templates=a.templates, max_seen=a.max_seen, console=con,
-                              command="python -m instructkit.experiments.t0_bigbench " + " ".join(map(shlex.quote, args)))
-    except InstructkitError as e:
-        con.print(f"[red]error:[/red] {e}")
-        raise SystemExit(2) from None
-    from instructkit.eval.cli import print_report
-    print_report(con, rep)
-
-
-if __name__ == "__main__":
-    main()

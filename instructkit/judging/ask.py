@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from instructkit.judging.judge import Game
+from instructkit.jsonl import append_jsonl, read_log
 from instructkit.lm.api import GenerateRequest
 
 
@@ -20,16 +21,12 @@ class VerdictCache:
         self.outputs: dict[str, str] = {}
         #: per-option log-probs of log-prob verdicts (swap=calibrated averages them over both orders)
         self.logprobs: dict[str, dict[str, float]] = {}
-        self.unreadable_lines = 0
-        if self.path and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.outputs[rec["key"]] = rec["output"]
-                    if isinstance(rec.get("logprobs"), dict):
-                        self.logprobs[rec["key"]] = rec["logprobs"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    self.unreadable_lines += 1  # e.g. a line cut by a crash: that game is asked again
+        # a line cut by a crash is unreadable: that game is asked again
+        records, self.unreadable_lines = read_log(self.path, ("key", "output")) if self.path else ([], 0)
+        for rec in records:
+            self.outputs[rec["key"]] = rec["output"]
+            if isinstance(rec.get("logprobs"), dict):
+                self.logprobs[rec["key"]] = rec["logprobs"]
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
         for r in records:
@@ -38,9 +35,7 @@ class VerdictCache:
                 self.logprobs[r["key"]] = r["logprobs"]
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                for r in records:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            append_jsonl(self.path, records)
 
 
 def game_key(judge_name: str, g: Game, max_new_tokens: int, temperature: float) -> str:

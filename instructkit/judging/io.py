@@ -13,13 +13,13 @@ Accepted shapes (one JSON object per line), so real files need no conversion:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from instructkit.errors import DataError
+from instructkit.jsonl import iter_jsonl
 
 _TEXT_KEYS = ("question", "prompt", "instruction", "text")
 _ANSWER_KEYS = ("answer", "response", "output", "completion", "text")
@@ -48,22 +48,6 @@ class AnswerSet:
         return sorted(self.answers)
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for each non-blank line; bad JSON is a DataError naming the line."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found", path=str(p), reason="missing_file")
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(p), line=n, reason="invalid_json") from None
-            if not isinstance(rec, dict):
-                raise DataError("expected a JSON object", path=str(p), line=n, reason="wrong_type")
-            yield n, rec
 
 
 def _str_list(x: Any, path: str, line: int, fld: str) -> list[str]:
@@ -98,7 +82,7 @@ def _question(rec: dict[str, Any], path: str, line: int) -> Question:
 def load_questions(path: str | Path, limit: int | None = None) -> list[Question]:
     out: list[Question] = []
     seen: set[str] = set()
-    for n, rec in read_jsonl(path):
+    for n, rec in iter_jsonl(path, objects=True):
         q = _question(rec, str(path), n)
         if q.id in seen:
             raise DataError(f"duplicate question id {q.id!r}", path=str(path), line=n, field="question_id",
@@ -157,7 +141,7 @@ def load_answers(specs: Sequence[str | Path], questions: Sequence[Question]) -> 
     wanted = {q.id for q in questions}
     out = AnswerSet()
     for path in answer_files(specs):
-        records = list(read_jsonl(path))
+        records = list(iter_jsonl(path, objects=True))
         if not records:
             raise DataError("no answers", path=str(path), reason="empty_file")
         has_ids = any("question_id" in r or "id" in r for _, r in records)
@@ -201,4 +185,4 @@ def load_answers(specs: Sequence[str | Path], questions: Sequence[Question]) -> 
 def load_references(path: str | Path) -> dict[str, list[str]]:
     """MT-Bench reference answers: ``{question_id: [turn 1 reference, turn 2 reference]}``."""
     return {str(rec.get("question_id", rec.get("id"))): _answer_turns(rec, str(path), n)
-            for n, rec in read_jsonl(path)}
+            for n, rec in iter_jsonl(path, objects=True)}

@@ -28,6 +28,7 @@ from typing import Sequence
 import yaml
 
 from instructkit.errors import ConfigError, DataError
+from instructkit.jsonl import iter_jsonl
 from instructkit.judging.io import AnswerSet, Question
 
 PROMPTS_FILE = Path(__file__).with_name("judge_prompts.yaml")
@@ -60,8 +61,7 @@ def load_judge_prompts(path: str | Path | None = None) -> dict[str, JudgePrompt]
     if not p.is_file():
         raise ConfigError(f"judge prompts file not found: {p}")
     if p.suffix == ".jsonl":
-        from instructkit.judging.io import read_jsonl
-        records = [(n, r) for n, r in read_jsonl(p)]
+        records = list(iter_jsonl(p, objects=True))
     else:
         records = list(enumerate(yaml.safe_load(p.read_text(encoding="utf-8")) or [], 1))
     out: dict[str, JudgePrompt] = {}

@@ -23,15 +23,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from instructkit.errors import DataError
+from instructkit.jsonl import iter_jsonl
 
 #: winner label -> score of model_a
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 
 def load_battles(path: str | Path) -> list[dict[str, Any]]:
-    from instructkit.judging.io import read_jsonl
     out = []
-    for n, rec in read_jsonl(path):
+    for n, rec in iter_jsonl(path, objects=True):
         for k in ("model_a", "model_b"):
             if not isinstance(rec.get(k), str) or not rec[k]:
                 raise DataError("missing model name", path=str(path), line=n, field=k, reason="missing_field")

@@ -25,8 +25,9 @@ import typer
 from pydantic import Field, ValidationInfo, field_validator
 
 from instructkit.config.base import Section
-from instructkit.errors import DataError, InstructkitError
+from instructkit.errors import InstructkitError
 from instructkit.data.prompts import read_prompts
+from instructkit.jsonl import read_jsonl
 from instructkit.judging.swap import SWAP_DOC, TIE_MARGIN_DOC, SwapRule, check_swap_field
 
 
@@ -91,8 +92,7 @@ def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cf
     stats.update({f"judge_error_{k}": v for k, v in summary["errors"].items()})
     index = {pid: i for i, (pid, _) in enumerate(prompts)}
     wins = []
-    for line in (out / "judge" / "verdicts.jsonl").read_text().splitlines():
-        v = json.loads(line)
+    for v in read_jsonl(out / "judge" / "verdicts.jsonl"):
         a, b = int(v["model_a"][1:]), int(v["model_b"][1:])
         if v.get("error"):
             stats["dropped_judge_error"] += 1
@@ -137,7 +137,7 @@ def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
         raise InstructkitError(f"{cfg.prompts}: no usable prompt (skipped: {dict(skipped)})")
     samples_file = out / "samples.jsonl"
     if samples_file.is_file():  # resume: sampling is the slow part
-        answers = [json.loads(x)["answers"] for x in samples_file.read_text().splitlines()]
+        answers = [r["answers"] for r in read_jsonl(samples_file)]
     else:
         random.seed(cfg.seed)
         answers = sample_answers(backends.make_backend(cfg.model), prompts, cfg)

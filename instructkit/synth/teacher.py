@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from instructkit.errors import InstructkitError
+from instructkit.jsonl import read_log
 from instructkit.lm.api import GenerateRequest, GenerateResult
 
 
@@ -37,19 +38,9 @@ class AnswerCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.is_file():
-            raw = self.path.read_bytes()
-            for line in raw.split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    self.store[rec["k"]] = GenerateResult(list(rec["texts"]), list(rec["n_tokens"]))
-                except (ValueError, KeyError, TypeError):
-                    self.torn += 1  # killed mid-write: that request is asked again
-            if raw and not raw.endswith(b"\n"):
-                with self.path.open("ab") as f:  # end the torn line, or the next record is glued onto it
-                    f.write(b"\n")
+        records, self.torn = read_log(self.path, ("k", "texts", "n_tokens"))  # torn: killed mid-write, asked again
+        for rec in records:
+            self.store[rec["k"]] = GenerateResult(list(rec["texts"]), list(rec["n_tokens"]))
         self._f = self.path.open("a", encoding="utf-8")
 
     def get(self, key: str) -> GenerateResult | None:

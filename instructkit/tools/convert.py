@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from instructkit.chat.conversation import Conversation, Message, ToolCall
 from instructkit.errors import DataError, InstructkitError
+from instructkit.jsonl import iter_jsonl
 from instructkit.toolset.calculator import CALCULATOR_SCHEMA, CalculatorError, calculate
 
 ANNOTATION = re.compile(r"<<([^<>]*?)=([^<>=]*)>>")
@@ -69,19 +70,12 @@ def iter_gsm8k(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.is_file():
         raise InstructkitError(f"{p}: no such file (GSM8K JSONL with question/answer)")
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise DataError(f"invalid JSON: {e}", path=str(p), line=n, reason="invalid_json") from None
-            for k in ("question", "answer"):
-                if not isinstance(rec.get(k), str):
-                    raise DataError(f"missing or non-string {k!r}", path=str(p), line=n, field=k,
-                                    reason="missing_field")
-            yield n, rec
+    for n, rec in iter_jsonl(p, objects=True):
+        for k in ("question", "answer"):
+            if not isinstance(rec.get(k), str):
+                raise DataError(f"missing or non-string {k!r}", path=str(p), line=n, field=k,
+                                reason="missing_field")
+        yield n, rec
 
 
 def convert_gsm8k(src: str | Path, out: str | Path, *, limit: int | None = None, offset: int = 0,

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from instructkit.jsonl import read_jsonl
 from instructkit.tools.convert import iter_gsm8k
 
 
@@ -48,7 +49,7 @@ def gsm8k_tool_eval(model: str, test_path: str | Path, out_dir: str | Path, *, n
 def retrieval_qa_eval(model: str, test_path: str | Path, index: str | Path, out_dir: str | Path, *,
                       n: int = 50, **kw: Any) -> dict[str, Any]:
     """Score ``model`` on a retrieval QA set (``question``, ``answer``) with and without the search tool."""
-    rows = [json.loads(line) for line in Path(test_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(test_path, objects=True)
     items = [{"question": r["question"], "target": str(r["answer"])} for r in rows[:n]]
     return tool_eval(model, items, "search", out_dir, scorer="contains", tool_options={"index": str(index)},
                      meta={"test": str(test_path), "offset": 0, "task": "retrieval_qa"}, **kw)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from instructkit.errors import DataError, InstructkitError
+from instructkit.jsonl import iter_jsonl, read_jsonl
 
 TEXT_KEYS = ("text", "content", "passage", "body")
 DOC_SUFFIXES = (".jsonl", ".txt", ".md")
@@ -50,19 +51,12 @@ def read_documents(paths: Iterable[str | Path]) -> Iterator[Doc]:
     """Documents from files/folders; a bad JSONL record raises :class:`DataError` with file:line:field."""
     for f in _files(paths):
         if f.suffix == ".jsonl":
-            with f.open(encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except ValueError as e:
-                        raise DataError(f"invalid JSON: {e}", path=str(f), line=n, reason="invalid_json") from None
-                    key = next((k for k in TEXT_KEYS if isinstance(rec, dict) and isinstance(rec.get(k), str)), None)
-                    if key is None:
-                        raise DataError(f"no text field (one of {', '.join(TEXT_KEYS)})", path=str(f), line=n,
-                                        field="text", reason="missing_field")
-                    yield Doc(rec[key], str(rec.get("title") or ""), str(rec.get("id", f"{f.name}:{n}")), f"{f}:{n}")
+            for n, rec in iter_jsonl(f):
+                key = next((k for k in TEXT_KEYS if isinstance(rec, dict) and isinstance(rec.get(k), str)), None)
+                if key is None:
+                    raise DataError(f"no text field (one of {', '.join(TEXT_KEYS)})", path=str(f), line=n,
+                                    field="text", reason="missing_field")
+                yield Doc(rec[key], str(rec.get("title") or ""), str(rec.get("id", f"{f.name}:{n}")), f"{f}:{n}")
         else:
             text = f.read_text(encoding="utf-8", errors="replace")
             for k, para in enumerate(p.strip() for p in re.split(r"\n\s*\n", text)):
@@ -107,8 +101,7 @@ class BM25Index:
         if not (path / "docs.jsonl").is_file() or not (path / "bm25").is_dir():
             raise InstructkitError(f"{path}: not a retrieval index (build one with `instructkit tools index`)")
         retriever = bm25s.BM25.load(str(path / "bm25"))
-        with (path / "docs.jsonl").open(encoding="utf-8") as f:
-            docs = [Doc(**json.loads(line)) for line in f if line.strip()]
+        docs = [Doc(**rec) for rec in read_jsonl(path / "docs.jsonl")]
         return cls(retriever, docs)
 
     def search(self, query: str, k: int = 3) -> list[tuple[float, Doc]]:

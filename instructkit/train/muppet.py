@@ -18,7 +18,6 @@ number of distinct targets when that is small (``max_classes``) and every class 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import Counter, defaultdict
@@ -26,26 +25,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-from instructkit.errors import ConfigError, DataError
+from instructkit.errors import ConfigError
+from instructkit.jsonl import iter_jsonl
 
 
 def _source_meta(path: str) -> dict[int, tuple[str, str, str]]:
     """line -> (task, template, target text) of a JSONL file (1-based lines, as the readers count)."""
     out: dict[int, tuple[str, str, str]] = {}
     p = Path(path)
-    with p.open(encoding="utf-8-sig") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", path=path, line=n, reason="invalid_json") from None
-            meta = rec.get("meta") or {} if isinstance(rec, dict) else {}
-            msgs = rec.get("messages") or [] if isinstance(rec, dict) else []
-            target = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "assistant"),
-                          str(rec.get("completion", rec.get("output", ""))) if isinstance(rec, dict) else "")
-            out[n] = (str(meta.get("task") or p.stem), str(meta.get("template") or ""), target)
+    for n, rec in iter_jsonl(p):
+        meta = rec.get("meta") or {} if isinstance(rec, dict) else {}
+        msgs = rec.get("messages") or [] if isinstance(rec, dict) else []
+        target = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "assistant"),
+                      str(rec.get("completion", rec.get("output", ""))) if isinstance(rec, dict) else "")
+        out[n] = (str(meta.get("task") or p.stem), str(meta.get("template") or ""), target)
     return out
 
 

@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
                       n: int = typer.Option(13, "--n", help="n-gram length (whitespace tokens, lower-cased)."),
                       limit: Optional[int] = typer.Option(None, "--limit", help="Max eval examples per set.")) -> None:
         """Share of eval examples sharing any n-gram with the training mixture."""
-        from instructkit.data.tasks.contamination import eval_texts, overlap, read_jsonl, train_index
+        from instructkit.data.tasks.contamination import eval_texts, overlap, train_index
+        from instructkit.jsonl import read_jsonl
         from instructkit.errors import ConfigError
         con = _console()
         if not eval:

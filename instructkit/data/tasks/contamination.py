@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
+
+from instructkit.jsonl import read_jsonl
 
 _WS = re.compile(r"\s+")
 
@@ -30,11 +31,6 @@ def record_text(rec: Any) -> str:
     if isinstance(rec, list):
         return "\n".join(record_text(v) for v in rec)
     return ""
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(x) for x in f if x.strip()]
 
 
 def train_index(records: Iterable[Any], n: int = 13) -> set[int]:

@@ -9,12 +9,12 @@ template tree when one is given (``dataset/subset`` -> ``dataset_subset``), else
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from instructkit.errors import DataError
+from instructkit.jsonl import iter_jsonl
 
 # T0 (Sanh et al. 2022), Figure 2: training task clusters and their datasets (file-name prefixes)
 T0_CLUSTERS: dict[str, str] = {
@@ -68,26 +68,22 @@ def split_name(stem: str, prefixes: list[str]) -> tuple[str, str]:
 def read_pc_file(path: Path, skipped: dict[str, int] | None = None) -> list[tuple[str, str]]:
     """Records of one file; empty completions are skipped and counted in ``skipped`` (None: raise)."""
     out = []
-    with path.open() as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                p, c = d["prompt"], d["completion"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise DataError(f"not a prompt/completion record ({e})", path=str(path), line=i,
-                                reason="invalid_record") from None
-            # the files end completions with GPT-2's literal end-of-text marker; our renderer adds the
-            # model's own end-of-turn token, so the literal one must not be trained on
-            c = c.removesuffix(EOT).strip()
-            if not c and skipped is not None:
-                skipped["empty_completion"] = skipped.get("empty_completion", 0) + 1
-                continue
-            if not c:
-                raise DataError("empty completion", path=str(path), line=i, field="completion",
-                                reason="empty_assistant")
-            out.append((p.rstrip(), c))
+    for i, d in iter_jsonl(path):
+        try:
+            p, c = d["prompt"], d["completion"]
+        except (KeyError, TypeError) as e:
+            raise DataError(f"not a prompt/completion record ({e})", path=str(path), line=i,
+                            reason="invalid_record") from None
+        # the files end completions with GPT-2's literal end-of-text marker; our renderer adds the
+        # model's own end-of-turn token, so the literal one must not be trained on
+        c = c.removesuffix(EOT).strip()
+        if not c and skipped is not None:
+            skipped["empty_completion"] = skipped.get("empty_completion", 0) + 1
+            continue
+        if not c:
+            raise DataError("empty completion", path=str(path), line=i, field="completion",
+                            reason="empty_assistant")
+        out.append((p.rstrip(), c))
     return out
 
 

@@ -8,7 +8,6 @@ templates (re-prefixed with this task's id, so template ids stay unique across t
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +19,7 @@ import yaml
 
 from instructkit.data.tasks.template import Template
 from instructkit.data.tasks.answers import AnswerSpec, parse_answer
+from instructkit.jsonl import read_jsonl
 from instructkit.errors import ConfigError, DataError
 
 SUITE_DIR = Path(__file__).parent / "suite" / "tasks"
@@ -95,15 +95,7 @@ def _read_file(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
         return pq.read_table(path).to_pylist()
-    rows = []
-    with path.open() as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=i, reason="invalid_json") from None
-    return rows
+    return read_jsonl(path)
 
 
 def _load_builtin(src: dict, split: str) -> list[dict]:

@@ -9,7 +9,7 @@ with pad == eos (SmolLM2) is the first end-of-turn, not the last.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
