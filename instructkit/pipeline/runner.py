@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instructkit.jsonl import write_atomic
 from instructkit.errors import ConfigError, InstructkitError
 from instructkit.pipeline.plan import (Planned, _read_json, default_stages, describe_plan, order, plan,  # noqa: F401
                                        select)
@@ -45,9 +46,7 @@ def _cpu_s() -> float:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n")
 
 
 def run(recipe: Recipe, source: str | Path | None = None, *, until: str | None = None, start: str | None = None,
