@@ -141,7 +141,7 @@ class Renderer:
     def check_tool_support(self) -> None:
         """Raise if this template cannot render tool use (probed once; see ``chat.template_check``)."""
         if self._tool_problem is False:
-            from instructkit.chat.template_check import tool_support_problem
+            from instructkit.chat.tool_support import tool_support_problem
             self._tool_problem = tool_support_problem(self)
         if self._tool_problem:
             raise InstructkitError(f"the chat template cannot train or run tool calls: {self._tool_problem}; "

@@ -75,7 +75,7 @@ def probe(device_type: str = "cpu") -> dict[str, Any]:
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return {"dtype": "bfloat16" if ok else "float32",
                 "why": "auto: the GPU supports bf16" if ok else "auto: the GPU has no bf16 support"}
-    from instructkit.models.loading import cache_dir
+    from instructkit.models.paths import cache_dir
 
     path = cache_dir() / "dtype_probe.json"
     key = _cpu_key()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.errors import InstructkitError
+from instructkit.models.paths import cache_dir
 
 #: alias -> (package that ships the file, file name inside the package)
 ALIASES: dict[str, tuple[str, str]] = {
@@ -29,12 +30,6 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
-
-
-def cache_dir() -> Path:
-    """Where converted models live (``$INSTRUCTKIT_CACHE`` or ``~/.cache/instructkit``)."""
-    root = os.environ.get("INSTRUCTKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "instructkit")
-    return Path(root)
 
 
 def _alias_gguf(alias: str) -> Path:

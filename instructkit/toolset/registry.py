@@ -117,11 +117,11 @@ def _calculator(**kw: Any) -> Tool:
 
 
 def _retrieval(index: str | None = None, **kw: Any) -> Tool:
-    from instructkit.toolset.retrieval import retrieval_tool
+    from instructkit.toolset.retrieval import SEARCH_SCHEMA, search_function
     if not index:
         raise InstructkitError("the search tool needs an index: --tools search --index DIR "
                                "(build one with `instructkit tools index FILES --out DIR`)")
-    return retrieval_tool(index)
+    return Tool("search", search_function(index), SEARCH_SCHEMA, timeout_s=10.0)
 
 
 #: built-in tools by name; each factory takes the options (e.g. ``index=``) and returns a Tool

@@ -137,12 +137,12 @@ SEARCH_SCHEMA = {
 }
 
 
-def retrieval_tool(index: str | Path | BM25Index, k: int = 3) -> Any:
-    from instructkit.toolset.registry import Tool
-
+def search_function(index: str | Path | BM25Index, k: int = 3) -> Any:
+    """``search(query, k=3) -> text``: the search tool's function over an index (registered as a tool by
+    :mod:`instructkit.toolset.registry` with :data:`SEARCH_SCHEMA`)."""
     idx = index if isinstance(index, BM25Index) else BM25Index.load(index)
 
     def search(query: str, k: int = k) -> str:
         return format_hits(idx.search(str(query), int(k)))
 
-    return Tool("search", search, SEARCH_SCHEMA, timeout_s=10.0)
+    return search

@@ -193,8 +193,33 @@ def compare_f1(pred: str, target: str | Sequence[str]) -> float:
     return best
 
 
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, start=1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(prediction: str, target: str | Sequence[str]) -> float:
+    """ROUGE-L F-measure on lower-cased alphanumeric tokens (as rouge_score's default tokenizer)."""
+    targets = [target] if isinstance(target, str) else list(target)
+    p = re.findall(r"[a-z0-9]+", str(prediction).lower())
+    best = 0.0
+    for t in targets:
+        g = re.findall(r"[a-z0-9]+", str(t).lower())
+        if not p or not g:
+            continue
+        lcs = _lcs(p, g)
+        if lcs:
+            prec, rec = lcs / len(p), lcs / len(g)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
 def compare_rouge_l(pred: str, target: str | Sequence[str]) -> float:
-    from instructkit.data.tasks.metrics import rouge_l
     return rouge_l(pred, target)
 
 

@@ -9,11 +9,11 @@ its answers is declared per task (:mod:`instructkit.data.tasks.answers`). Rank c
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import Callable, Sequence
 
 from instructkit.data.tasks import answers as A
+from instructkit.data.tasks.answers import rouge_l  # noqa: F401  (a metric as well as a comparator)
 
 def normalize(text: str) -> str:
     """SQuAD normalisation that keeps a number's sign and decimal point (see :mod:`.answers`)."""
@@ -31,32 +31,6 @@ def exact_match(prediction: str, target: str | Sequence[str]) -> float:
 def f1(prediction: str, target: str | Sequence[str]) -> float:
     """Token-overlap F1 (SQuAD, number-preserving normalisation); the best over several targets."""
     return A.compare_f1(prediction, target)
-
-
-def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, start=1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
-
-
-def rouge_l(prediction: str, target: str | Sequence[str]) -> float:
-    """ROUGE-L F-measure on lower-cased alphanumeric tokens (as rouge_score's default tokenizer)."""
-    targets = [target] if isinstance(target, str) else list(target)
-    p = re.findall(r"[a-z0-9]+", str(prediction).lower())
-    best = 0.0
-    for t in targets:
-        g = re.findall(r"[a-z0-9]+", str(t).lower())
-        if not p or not g:
-            continue
-        lcs = _lcs(p, g)
-        if lcs:
-            prec, rec = lcs / len(p), lcs / len(g)
-            best = max(best, 2 * prec * rec / (prec + rec))
-    return best
 
 
 # -- rank classification ---------------------------------------------------------------------------
