@@ -79,6 +79,34 @@ def check_writable(folder: str | Path) -> None:
         raise write_error(folder, e, "output folder is not writable") from None
 
 
+def marker_data(folder: str | Path) -> dict:
+    """The whole marker of ``folder`` (``{}`` when unmarked or unreadable)."""
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_marker(folder: str | Path, kind: str, **extra: object) -> None:
+    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind, **extra}) + "\n")
+
+
+def readable_modes(folder: str | Path) -> None:
+    """Give ``folder`` and everything under it the modes ``open()`` / ``mkdir()`` would (0666 / 0777 less
+    the umask).
+
+    transformers' ``save_pretrained`` writes ``model.safetensors`` through a private temp file (mode 0600)
+    and ``tempfile.mkdtemp`` folders are 0700, so a model another user or a serving account must read
+    would be unreadable to them."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder = Path(folder)
+    for p in [folder, *folder.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 

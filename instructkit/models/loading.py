@@ -76,6 +76,8 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
+    from instructkit.outputs import readable_modes
+    readable_modes(tmp)  # save_pretrained writes the weights 0600, mkdtemp makes the folder 0700
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

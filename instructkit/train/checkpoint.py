@@ -69,24 +69,44 @@ def save_weights(accelerator: Any, wrapper: Any, tokenizer: Any, out: Path) -> N
         lm.save_pretrained(out, state_dict=sd, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
+        from instructkit.outputs import readable_modes
+        readable_modes(out)  # save_pretrained writes the weights 0600
+
+
+def _write_cause(e: BaseException, folder: Path) -> str:
+    """Why a write failed, in a few words: the OS cause, or - for errors that hide it (torch's
+    ``RuntimeError: [enforce fail at inline_container.cc:...]``, tokenizers' plain ``Exception: No space left
+    on device``) - a full disk when the disk is (nearly) full, else the exception's last line."""
+    from instructkit.outputs import write_error
+
+    if isinstance(e, OSError):
+        return str(write_error(folder, e)).split(": cannot write: ", 1)[1]
+    try:
+        if shutil.disk_usage(folder if folder.exists() else folder.parent).free < 64 * 2**20:
+            return "no space left on device"
+    except OSError:
+        pass
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
 @contextmanager
 def cleaned_on_failure(accelerator: Any, tmp: Path, final: Path) -> Iterator[None]:
-    """Writes into ``tmp`` that fail (disk full, permission lost, a second Ctrl-C) remove ``tmp``; a write
-    error becomes one line naming ``final``, the cause and the last good checkpoint (which is kept)."""
+    """Writes into ``tmp`` that fail (disk full, permission lost, a second Ctrl-C) remove ``tmp``; ANY
+    exception while writing (torch and tokenizers report a full disk as RuntimeError / a plain Exception,
+    not OSError) becomes one line naming ``final``, the cause and the last good checkpoint (which is kept).
+    KeyboardInterrupt / SystemExit pass through unchanged."""
     from instructkit.errors import InstructkitError
-    from instructkit.outputs import write_error, write_errors
 
     try:
         yield
     except BaseException as e:
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, write_errors()):
+        if isinstance(e, Exception) and not isinstance(e, InstructkitError):
             good = [p for p in list_checkpoints(final.parent) if p != final]
             kept = f"; the last good checkpoint {good[-1]} is kept" if good else ""
-            raise InstructkitError(f"{write_error(final, e)}{kept}") from None
+            raise InstructkitError(f"{final}: cannot write: {_write_cause(e, final.parent)}{kept}") from None
         raise
 
 
@@ -110,6 +130,9 @@ def save_checkpoint(accelerator: Any, run_dir: Path, name: str, *, wrapper: Any,
             if getattr(accelerator, "scaler", None) is not None:  # fp16 GradScaler: the loss scale is state
                 torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+            prev = list_checkpoints(run_dir)
+            if prev:
+                link_unchanged(tmp, prev[-1])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -117,6 +140,31 @@ def save_checkpoint(accelerator: Any, run_dir: Path, name: str, *, wrapper: Any,
         os.replace(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+#: files never worth comparing (they change at every step, or are large): weights, optimizer, RNG, state
+_ALWAYS_NEW = (".safetensors", ".pt", ".bin", STATE_FILE)
+
+
+def link_unchanged(new: Path, previous: Path) -> int:
+    """Replace each file of ``new`` that is byte-identical to the same file of ``previous`` by a hard link
+    to it (the tokenizer: 3.5 MB per LoRA checkpoint otherwise). Pruning one checkpoint leaves the other's
+    link intact. Returns how many files were linked; a filesystem without hard links keeps the copies."""
+    import filecmp
+
+    n = 0
+    for f in new.iterdir():
+        old = previous / f.name
+        if (f.is_file() and not f.name.endswith(_ALWAYS_NEW) and old.is_file() and not old.is_symlink()
+                and filecmp.cmp(f, old, shallow=False)):
+            link = f.with_name(f".link-{f.name}")
+            try:
+                os.link(old, link)
+                os.replace(link, f)
+                n += 1
+            except OSError:
+                link.unlink(missing_ok=True)
+    return n
 
 
 def copy_atomic(src: Path, dst: Path) -> None:

@@ -43,6 +43,20 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def remove_if_empty_run(run_dir: Path) -> None:
+    """A run that failed before training (bad model, missing data) leaves no folder behind: the folder this
+    command created is removed when it holds nothing but its marker and the recipe copy."""
+    import shutil
+
+    from instructkit.outputs import MARKER
+
+    try:
+        if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {MARKER, "recipe.yaml"}:
+            shutil.rmtree(run_dir)
+    except OSError:
+        pass
+
+
 def train_cmd(config: Path = typer.Option(..., "--config", "-c", help="Recipe YAML."),
               overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. train.lr=1e-4."),
               resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint of the run "
@@ -59,13 +73,19 @@ def train_cmd(config: Path = typer.Option(..., "--config", "-c", help="Recipe YA
     if resume and not recipe.train.resume:
         recipe.train.resume = "auto"
     run_dir = Path(recipe.resolved_output_dir())
-    if int(os.environ.get("RANK", "0")) == 0:
+    main = int(os.environ.get("RANK", "0")) == 0
+    fresh = not run_dir.exists()
+    if main:
         prepare_run_dir(run_dir, resume=bool(recipe.train.resume), overwrite=overwrite)
     try:
         res = train(recipe)
     except TrainingInterrupted as e:  # name the exact command that resumes this run
         again = " ".join(["instructkit train --config", str(config), *(overrides or []), "--resume"])
         e.args = (f"{e}\n  resume with: {again}",)
+        raise
+    except BaseException:
+        if main and fresh:
+            remove_if_empty_run(run_dir)
         raise
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"final loss {res.final_loss}  ->  {res.output_dir}")
@@ -77,8 +97,9 @@ def export_cmd(adapter: Path = typer.Option(..., "--adapter", help="Adapter fold
                base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the one recorded "
                                                                       "in adapter_config.json)."),
                dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights."),
-               overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out even when it is a non-empty "
-                                                                         "folder that is not a previous export.")
+               overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even when it is a "
+                                              "non-empty folder that is not a previous export (only the files "
+                                              "the export writes are replaced; nothing else is deleted).")
                ) -> None:
     """Merge a LoRA/DoRA/QLoRA adapter into its base model and save a plain Hugging Face folder."""
     from instructkit.train.export import export_merged
