@@ -23,15 +23,35 @@ class DPOSection(Section):
     loss: Literal["sigmoid", "ipo", "simpo", "orpo"] = Field(
         "sigmoid", description="Preference loss of objective=dpo: sigmoid (DPO), ipo, simpo (reference-free, "
                                "length-normalised), orpo (reference-free, NLL + odds ratio). See docs/preference.md.")
-    beta: float = Field(0.1, gt=0, description="DPO/IPO beta (strength of the pull to the reference); SimPO beta "
-                                               "(~2.0); ORPO lambda (weight of the odds-ratio term).")
+    beta: Optional[float] = Field(None, gt=0, description="DPO/IPO beta (strength of the pull to the reference), "
+                                  "SimPO beta (reward scale), ORPO lambda (weight of the odds-ratio term). Unset = "
+                                  "the loss's own default from its paper: sigmoid 0.1, ipo 0.1, simpo 2.0 (SimPO's "
+                                  "beta=2.0, gamma/beta=0.5), orpo 0.1.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="sigmoid only: assumed share of flipped "
                                                                     "labels (conservative DPO).")
-    simpo_gamma: float = Field(0.5, description="simpo only: target reward margin gamma.")
+    simpo_gamma: Optional[float] = Field(None, description="simpo only: target reward margin gamma, in "
+                                         "-log sigmoid(beta * (avg logp_c - avg logp_r) - gamma). Unset = 0.5 * "
+                                         "beta (SimPO's gamma_beta_ratio 0.5: 1.0 at beta 2.0).")
+    disable_dropout: bool = Field(True, description="Turn every dropout of the policy (model, attention, LoRA) "
+                                                    "off, as TRL does: with dropout on, the policy's log-probs "
+                                                    "are noisy while the reference's (eval mode) are not, so "
+                                                    "the log-ratio is biased and step 0 is not log 2.")
     ref_cache_dir: Optional[str] = Field(None, description="Where reference log-probs are cached (default "
                                                            "~/.cache/instructkit/refcache).")
     falling_chosen_window: int = Field(5, ge=0, description="Warn when the chosen log-prob falls at this many "
                                                             "consecutive log steps (0 = never).")
+
+    def resolved(self) -> dict[str, float]:
+        """beta and gamma as trained: the per-loss defaults filled in (unset fields follow ``loss``)."""
+        beta = self.beta if self.beta is not None else BETA_DEFAULTS[self.loss]
+        gamma = self.simpo_gamma if self.simpo_gamma is not None else SIMPO_GAMMA_BETA_RATIO * beta
+        return {"beta": beta, "simpo_gamma": gamma if self.loss == "simpo" else 0.0}
+
+
+#: train.dpo.beta when unset, per loss: DPO (Rafailov et al.) and IPO as TRL; SimPO (Meng et al. 2024, its
+#: released configs: beta 2.0, gamma_beta_ratio 0.5); ORPO (Hong et al. 2024: lambda 0.1)
+BETA_DEFAULTS = {"sigmoid": 0.1, "ipo": 0.1, "simpo": 2.0, "orpo": 0.1}
+SIMPO_GAMMA_BETA_RATIO = 0.5
 
 
 class MuppetSection(Section):

@@ -92,7 +92,8 @@ class DPOLoss(PairMetrics):
 
 
 def build_dpo(lm: nn.Module, dpo: Any, chunk: int) -> DPOLoss:
-    return DPOLoss(lm, dpo.loss, PrefParams(dpo.beta, dpo.label_smoothing, dpo.simpo_gamma), chunk,
+    r = dpo.resolved()  # unset beta / gamma: the loss's own defaults (train/config.py)
+    return DPOLoss(lm, dpo.loss, PrefParams(r["beta"], dpo.label_smoothing, r["simpo_gamma"]), chunk,
                    dpo.falling_chosen_window)
 
 

@@ -7,8 +7,8 @@ before the first step (a resumed run finds the cache computed from those same in
 
 Cache file: ``<cache_dir>/refcache/<key>.pt`` holding a ``[pairs, 2]`` float32 tensor (chosen, rejected)
 and the key's parts. The key hashes the data fingerprint (token ids and masks of every pair: data,
-tokenizer, template and max length), the model (name plus a digest of its weights), the template source,
-the max length and the dtype: a changed template or model invalidates it.
+tokenizer, template and max length), the model (name plus a sha256 of its weights' bytes), the template
+source, the max length and the dtype: a changed template or model (any bit of it) invalidates it.
 """
 
 from __future__ import annotations
@@ -35,15 +35,27 @@ def default_cache_dir() -> Path:
     return cache_dir() / "refcache"
 
 
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor (any dtype, bf16 and 4-bit storage included), without a float copy."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    return memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
 def weights_digest(lm: Any) -> str:
-    """Cheap content digest of the base weights (adapter weights excluded: the reference ignores them)."""
+    """sha256 over every base weight's name, shape, dtype and bytes, streamed tensor by tensor (adapter
+    weights excluded: the reference ignores them). Any changed bit changes it; a digest of sums would not
+    see two swapped rows or a change below its printed precision. ~1 s per GB of weights. Tensors without
+    storage (``meta``) hash their name, shape and dtype only."""
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in lm.named_parameters():
             if "lora_" in name or "modules_to_save" in name:
                 continue
-            x = p.detach().float()
-            h.update(f"{name}:{tuple(p.shape)}:{x.sum().item():.6e}:{x.abs().sum().item():.6e}".encode())
+            h.update(f"{name}:{tuple(p.shape)}:{p.dtype}|".encode())
+            if p.device.type != "meta" and p.numel():
+                h.update(tensor_bytes(p))
     return h.hexdigest()[:16]
 
 

@@ -72,6 +72,7 @@ def _dpo_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[An
     probe.train.packing = True  # pairs are always packed (chosen + rejected in one row): probe that path
     sft_wrapper, trainable, total = setup_model(probe, accelerator, model)
     lm = sft_wrapper.lm
+    _no_dropout(lm, t.dpo.disable_dropout, data)
     if t.dpo.loss in REFERENCE_FREE:
         attach_reference(data.rows, None)
         attach_reference(data.eval_rows, None)
@@ -109,8 +110,19 @@ def _reward_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple
     rm = build_model(m.name_or_path, method="full", dtype=m.dtype, attn_implementation=m.attn_implementation,
                      spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=to_reward_model(causal),
                      device_type=accelerator.device.type)
+    _no_dropout(rm, t.dpo.disable_dropout, data)
     trainable, total = param_counts(rm)
     return RewardLoss(rm), trainable, total
+
+
+def _no_dropout(model: Any, disable: bool, data: Any) -> None:
+    from instructkit.train.preference.dropout import disable_dropout
+
+    if disable:
+        n = disable_dropout(model)
+        data.stats["dropout"] = f"disabled ({n} settings were > 0)" if n else "none"
+    else:
+        data.stats["dropout"] = "kept (train.dpo.disable_dropout=false)"
 
 
 def _pair_hooks() -> dict[str, Any]:
