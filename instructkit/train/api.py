@@ -151,6 +151,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
 
     from instructkit.models import load_tokenizer
     from instructkit.train import checkpoint as ckpt
+    from instructkit.train.fingerprint import objective_settings
     from instructkit.train.loop import LoopConfig, run_loop, save_model
     from instructkit.train.metrics import plot_loss
     from instructkit.train.summary import data_summary, hardware, peak_memory, print_summary, write_summary
@@ -191,7 +192,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
                      save_every=t.save_every, keep_last=t.keep_last, best_metric=t.best_metric,
                      best_mode=t.best_mode, progress=t.progress, tensorboard=t.tensorboard,
                      pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                     build_optim=build_optim, **objective.loop_hooks())
+                     build_optim=build_optim, objective=objective_settings(t), **objective.loop_hooks())
     st, info = run_loop(accelerator, wrapper, tokenizer, data.rows, data.eval_rows, cfg, resume_from=resume_from,
                         eval_fn=eval_fn)
 

@@ -57,6 +57,7 @@ class LoopConfig:
     # objective hooks (train/preference): how rows become a batch, and the unit the loss is averaged over
     collate: Callable[..., dict] | None = None  # None: the SFT collators (packed or padded)
     count_fn: Callable[[dict], Any] | None = None  # None: trained tokens (labels != -100)
+    objective: dict[str, Any] = field(default_factory=dict)  # the objective's settings (resume fingerprint)
 
 
 def trained_tokens(batch: dict) -> Any:
@@ -142,7 +143,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
     st = LoopState()
     fingerprint = run_fingerprint(rows, seed=cfg.seed, total_steps=total_steps, world_size=accelerator.num_processes,
                                   micro_batch_size=cfg.micro_batch_size, grad_accum=cfg.grad_accum,
-                                  packing=cfg.packing)
+                                  packing=cfg.packing, objective=cfg.objective)
     if resume_from is not None:
         check_resume(ckpt.read_state(resume_from), fingerprint, resume_from)
         saved = ckpt.load_checkpoint(accelerator, resume_from, wrapper=model, optimizer=optimizer,
