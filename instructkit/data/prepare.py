@@ -23,92 +23,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from instructkit.chat.conversation import Conversation
-from instructkit.chat.render import IGNORE_INDEX, Renderer
-from instructkit.data.readers import ON_ERROR, PathLike, SkipReport, _check_choice, expand_paths, read_conversations
+from instructkit.chat.render import Renderer
+from instructkit.data.prepare_report import PrepareReport
+from instructkit.data.readers import ON_ERROR, PathLike, _check_choice, expand_paths, read_conversations
+from instructkit.data.render_rows import CHUNK, TRUNCATE, _features, _rendered_tables, truncate
 from instructkit.errors import DataError, InstructkitError
 from instructkit.outputs import write_error, write_errors
 
 PREPARE_VERSION = "1"
-CHUNK = 256  # conversations per render_batch call / per task sent to a worker
-
-
-#: what to do with an example longer than max_length (``data.truncate``)
-TRUNCATE = ("right", "left_prompt", "drop")
-
-
-@dataclass
-class PrepareReport:
-    """Counts of one prepare run: ``read == examples + skipped.total + dropped_no_trained + dropped_too_long``."""
-
-    read: int = 0                 # records read from the files (good or bad); in-memory: conversations given
-    examples: int = 0             # rows in the dataset (kept)
-    tokens: int = 0
-    trained_tokens: int = 0
-    truncated: int = 0            # kept, but cut to max_length (right: the end; left_prompt: the start)
-    dropped_no_trained: int = 0   # no trained token left (e.g. truncated away): dropped, always counted
-    dropped_too_long: int = 0     # longer than max_length with truncate=drop
-    skipped: SkipReport = field(default_factory=SkipReport)   # records the reader/renderer rejected
-    dropped: SkipReport = field(default_factory=SkipReport)   # the drops, by reason, with located examples
-    dropped_lengths: list[int] = field(default_factory=list)  # full token length of every dropped example
-    truncate: str = "right"
-    drops_path: str | None = None  # drops.jsonl in the cache folder: every drop, located
-    fingerprint: str = ""
-    cache_path: str | None = None
-    cached: bool = False
-    seconds: float = 0.0
-
-    @property
-    def trained_share(self) -> float:
-        return self.trained_tokens / self.tokens if self.tokens else 0.0
-
-    @property
-    def dropped_total(self) -> int:
-        return self.dropped_no_trained + self.dropped_too_long
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["skipped"] = self.skipped.to_dict()
-        d["dropped"] = self.dropped.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PrepareReport":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        d["skipped"] = SkipReport.from_dict(d.get("skipped", {}))
-        d["dropped"] = SkipReport.from_dict(d.get("dropped", {}))
-        return cls(**d)
-
-    def summary(self) -> str:
-        src = f"cache hit {self.cache_path}" if self.cached else f"{self.seconds:.1f} s"
-        drops = f"{self.dropped_no_trained} dropped with no trained token"
-        if self.dropped_too_long or self.truncate == "drop":
-            drops += f", {self.dropped_too_long} dropped as too long"
-        return (f"{self.read} read: {self.examples} kept, {self.skipped.total} skipped, {drops}; "
-                f"{self.truncated} truncated (truncate: {self.truncate}); "
-                f"{self.tokens} tokens, {self.trained_share:.1%} trained; {src}")
-
-    def drop(self, err: DataError, length: int) -> None:
-        if err.reason == "too_long":
-            self.dropped_too_long += 1
-        else:
-            self.dropped_no_trained += 1
-        self.dropped.add(err)
-        self.dropped_lengths.append(length)
+__all__ = ["CHUNK", "TRUNCATE", "PrepareReport", "default_cache_dir", "prepare_conversations", "prepare_dataset",
+           "tokenizer_hash", "truncate"]
 
 
 # -- fingerprint ----------------------------------------------------------------------------------------
-_CODE = ("chat/render.py", "chat/conversation.py", "data/formats.py", "data/readers.py", "data/prepare.py")
+_CODE = ("chat/render.py", "chat/conversation.py", "data/formats.py", "data/readers.py", "data/prepare.py",
+         "data/prepare_report.py", "data/render_rows.py")
 
 
 def _code_hash() -> str:
@@ -138,188 +76,6 @@ def default_cache_dir() -> Path:
     from instructkit.models import cache_dir
     return cache_dir() / "data"
 
-
-# -- rendering (runs in the workers) ----------------------------------------------------------------------
-_RENDERER: Renderer | None = None
-_MAX_LENGTH: int | None = None
-_POLICY = "right"
-
-
-def _features() -> Any:
-    from datasets import Features, Sequence as Seq, Value
-    return Features({"input_ids": Seq(Value("int32")), "labels": Seq(Value("int32")), "length": Value("int32"),
-                     "n_trained": Value("int32"), "truncated": Value("bool"), "source": Value("string"),
-                     "line": Value("int64")})
-
-
-def truncate(ids: Any, trained: Any, max_length: int | None, policy: str) -> tuple[Any, Any, bool]:
-    """Apply the truncation ``policy`` to numpy ``ids`` / ``trained`` (bool) arrays; returns (ids, trained,
-    cut) or raises a DataError (``too_long`` for drop, ``no_trained_tokens`` when nothing trained is left).
-
-    * ``right``: keep the first max_length tokens (the answer of a long prompt may be cut away);
-    * ``left_prompt``: keep the last max_length tokens, so the answer survives and the start of the prompt
-      (or of a long conversation, its earliest turns) is cut - TRL's ``keep_end``;
-    * ``drop``: drop the example (counted and located).
-    """
-    n = len(ids)
-    cut = max_length is not None and n > max_length
-    if cut:
-        if policy == "drop":
-            raise DataError(f"{n} tokens, longer than max_length={max_length} (truncate: drop)", field="messages",
-                            reason="too_long")
-        keep = slice(n - max_length, n) if policy == "left_prompt" else slice(0, max_length)
-        ids, trained = ids[keep], trained[keep]
-    if not trained.any():
-        why = (f"no trained token left after truncation to max_length={max_length} (truncate: {policy}"
-               + ("; truncate: left_prompt keeps the answer)" if policy == "right" else ")") if cut
-               else "no trained token (no assistant content)")
-        raise DataError(why, field="messages", reason="no_trained_tokens")
-    return ids, trained, bool(cut)
-
-
-def _render_chunk(convs: list[Conversation]) -> tuple[Any, list[DataError]]:
-    """Render a chunk; return an arrow table of the good rows (cheap to send between processes) and errors."""
-    backend = getattr(_RENDERER.tokenizer, "backend_tokenizer", None)
-    if backend is not None and backend.truncation is None and backend.padding is None:
-        return _render_chunk_columnar(convs, backend)
-    return _render_chunk_generic(convs)
-
-
-def _located(err: DataError, conv: Conversation) -> DataError:
-    src = conv.meta.get("source")
-    return err.at(src, conv.meta.get("line")) if src is not None else err
-
-
-def _render_chunk_generic(convs: list[Conversation]) -> tuple[Any, list[DataError]]:
-    import numpy as np
-    import pyarrow as pa
-
-    cols: dict[str, list] = {k: [] for k in ("input_ids", "labels", "length", "n_trained", "truncated",
-                                             "source", "line")}
-    errors = []
-    # the renderer runs without max_length (its own cut is right-only); the policy is applied here
-    for conv, r in zip(convs, _RENDERER.render_batch(convs)):
-        if isinstance(r, DataError):
-            errors.append(_located(r, conv))
-            continue
-        ids, labels = np.asarray(r.input_ids), np.asarray(r.labels)
-        try:
-            ids, trained, cut = truncate(ids, labels != IGNORE_INDEX, _MAX_LENGTH, _POLICY)
-        except DataError as e:
-            e = _located(e, conv)
-            e.length = len(r.input_ids)
-            errors.append(e)
-            continue
-        cols["input_ids"].append(ids.tolist())
-        cols["labels"].append(np.where(trained, ids, IGNORE_INDEX).tolist())
-        cols["length"].append(len(ids))
-        cols["n_trained"].append(int(trained.sum()))
-        cols["truncated"].append(cut)
-        cols["source"].append(str(conv.meta.get("source", "")))
-        cols["line"].append(int(conv.meta.get("line", -1)))
-    return pa.table(cols, schema=_features().arrow_schema), errors
-
-
-def _render_chunk_columnar(convs: list[Conversation], backend: Any) -> tuple[Any, list[DataError]]:
-    """:meth:`Renderer.render_batch` semantics (same text and spans, same rule: a token is trained iff its
-    start offset lies in a trained span, same truncation and no-trained-token rule) with the per-token work
-    in numpy/arrow instead of Python lists; the parity test against ``render()`` guards it. The batched
-    call is the one transformers makes for ``tokenizer(texts, add_special_tokens=False)``."""
-    import numpy as np
-    import pyarrow as pa
-
-    r = _RENDERER
-    texts, spans, keep, errors = [], [], [], []
-    for conv in convs:
-        try:
-            t, sp = r.text_and_spans(conv)
-        except DataError as e:
-            errors.append(_located(e, conv))
-            continue
-        texts.append(t)
-        spans.append(sp)
-        keep.append(conv)
-    try:
-        encs = backend.encode_batch(texts, add_special_tokens=False) if texts else []
-    except TypeError:  # a lone surrogate (in-memory data; files are checked by the readers): find which one
-        encs, ok = [], []
-        for t, sp, conv in zip(texts, spans, keep):
-            try:
-                encs.append(backend.encode(t, add_special_tokens=False))
-                ok.append((sp, conv))
-            except TypeError:
-                errors.append(_located(DataError("text holds a lone surrogate (e.g. \\ud800) that the tokenizer "
-                                                 "cannot encode", field="messages", reason="invalid_unicode"), conv))
-        spans, keep = [sp for sp, _ in ok], [c for _, c in ok]
-    ids_parts, lab_parts, lengths, n_tr, trunc, srcs, lines = [], [], [], [], [], [], []
-    for conv, enc, sp in zip(keep, encs, spans):
-        ids = np.asarray(enc.ids, dtype=np.int32)
-        starts = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
-        trained = np.zeros(len(ids), dtype=bool)
-        for a, b in sp:
-            trained |= (starts >= a) & (starts < b)
-        full = len(ids)
-        try:
-            ids, trained, cut = truncate(ids, trained, _MAX_LENGTH, _POLICY)
-        except DataError as e:
-            e = _located(e, conv)
-            e.length = full
-            errors.append(e)
-            continue
-        ids_parts.append(ids)
-        lab_parts.append(np.where(trained, ids, np.int32(IGNORE_INDEX)).astype(np.int32))
-        lengths.append(len(ids))
-        n_tr.append(int(trained.sum()))
-        trunc.append(bool(cut))
-        srcs.append(str(conv.meta.get("source", "")))
-        lines.append(int(conv.meta.get("line", -1)))
-    offs = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-
-    def lists(parts: list) -> Any:
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        return pa.ListArray.from_arrays(offs, pa.array(flat, type=pa.int32()))
-
-    table = pa.table({"input_ids": lists(ids_parts), "labels": lists(lab_parts),
-                      "length": pa.array(lengths, pa.int32()), "n_trained": pa.array(n_tr, pa.int32()),
-                      "truncated": pa.array(trunc, pa.bool_()), "source": pa.array(srcs, pa.string()),
-                      "line": pa.array(lines, pa.int64())})
-    return table.cast(_features().arrow_schema), errors
-
-
-def _init_worker(renderer: Renderer, single_threaded: bool = False, max_length: int | None = None,
-                 policy: str = "right") -> None:
-    global _RENDERER, _MAX_LENGTH, _POLICY
-    _RENDERER, _MAX_LENGTH, _POLICY = renderer, max_length, policy
-    if single_threaded:  # one process per core: the tokenizer's own Rust threads would oversubscribe
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
-def _chunks(it: Iterable[Conversation], n: int) -> Iterator[list[Conversation]]:
-    it = iter(it)
-    while chunk := list(islice(it, n)):
-        yield chunk
-
-
-def _rendered_tables(convs: Iterable[Conversation], renderer: Renderer, num_proc: int, max_length: int | None,
-                     policy: str) -> Iterator[tuple[Any, list]]:
-    """Results in input order. num_proc > 1: a fork pool with at most 2 chunks in flight per worker, so a
-    streaming reader is never read far ahead (Pool.imap would drain the whole input into its queue)."""
-    chunks = _chunks(convs, CHUNK)
-    head = list(islice(chunks, 2))
-    # one chunk: a pool would cost more than it saves; no fork (Windows): in-process
-    if num_proc <= 1 or len(head) < 2 or "fork" not in mp.get_all_start_methods():
-        _init_worker(renderer, False, max_length, policy)
-        yield from map(_render_chunk, chain(head, chunks))
-        return
-    ctx = mp.get_context("fork")  # fork: workers inherit the tokenizer, nothing is pickled at start-up
-    with ctx.Pool(num_proc, initializer=_init_worker, initargs=(renderer, True, max_length, policy)) as pool:
-        pending: list = []
-        for chunk in chain(head, chunks):
-            pending.append(pool.apply_async(_render_chunk, (chunk,)))
-            if len(pending) >= 2 * num_proc:
-                yield pending.pop(0).get()
-        for p in pending:
-            yield p.get()
 
 
 # -- the build ------------------------------------------------------------------------------------------

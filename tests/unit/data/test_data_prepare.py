@@ -9,6 +9,7 @@ import pytest
 
 from instructkit.chat import Conversation, render
 from instructkit.data import prepare as prep
+from instructkit.data import render_rows
 from instructkit.data.prepare import prepare_conversations, prepare_dataset
 from instructkit.errors import DataError
 
@@ -60,7 +61,7 @@ def test_cache_hit_does_not_render(tmp_path, tiny_tokenizer, monkeypatch):
     assert [p.name for p in cache.iterdir()] == [rep1.fingerprint]
 
     calls = []
-    monkeypatch.setattr(prep, "_render_chunk", lambda convs: calls.append(convs) or pytest.fail("rendered"))
+    monkeypatch.setattr(render_rows, "_render_chunk", lambda convs: calls.append(convs) or pytest.fail("rendered"))
     ds2, rep2 = prepare_dataset(path, tiny_tokenizer, cache_dir=cache, num_proc=1)
     assert rep2.cached and rep2.fingerprint == rep1.fingerprint and calls == []
     assert ds2["input_ids"] == ds1["input_ids"] and rep2.examples == rep1.examples
@@ -114,8 +115,8 @@ def test_columnar_chunk_equals_render_batch(tiny_tokenizer, template, max_length
                                          {"role": "assistant", "content": "then " * i}], source="s", line=i)
              for i in range(1, 12)]
     convs.append(Conversation.from_pairs("x " * 60, "late answer", source="s", line=99))  # may be truncated away
-    prep._init_worker(Renderer(tiny_tokenizer, template, None), False, max_length, "right")
-    fast, fast_err = prep._render_chunk_columnar(convs, tiny_tokenizer.backend_tokenizer)
-    ref, ref_err = prep._render_chunk_generic(convs)
+    render_rows._init_worker(Renderer(tiny_tokenizer, template, None), False, max_length, "right")
+    fast, fast_err = render_rows._render_chunk_columnar(convs, tiny_tokenizer.backend_tokenizer)
+    ref, ref_err = render_rows._render_chunk_generic(convs)
     assert fast.to_pylist() == ref.to_pylist()
     assert [str(e) for e in fast_err] == [str(e) for e in ref_err]
