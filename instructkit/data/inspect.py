@@ -59,7 +59,13 @@ class InspectResult:
 
 def token_view(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool]:
     """The exact token pieces of ``conv`` (sliced from the rendered text by offsets) and whether each is trained."""
+    from instructkit.data.render_rows import char_budget, max_token_chars
+
     text, spans = renderer.text_and_spans(conv)
+    budget = char_budget(renderer.max_length, max_token_chars(renderer.tokenizer))
+    window = budget is not None and len(text) > budget
+    if window:  # a huge record: tokenize only the head the view shows (render_rows.py says why)
+        text, spans = text[:budget], [(a, min(b, budget)) for a, b in spans if a < budget]
     enc = renderer.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     labels = Renderer.labels_from_offsets(ids, offsets, spans)
@@ -70,7 +76,7 @@ def token_view(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool]
         # offsets may be trimmed (no leading space): a token's text runs to the next token's start
         e = offsets[k + 1][0] if k + 1 < len(ids) else len(text)
         pieces.append((text[s:e] if e > s else renderer.tokenizer.decode([ids[k]]), labels[k] != IGNORE_INDEX))
-    return pieces, len(ids) > cut
+    return pieces, window or len(ids) > cut
 
 
 def inspect_conversations(convs: list[Conversation], tokenizer: Any, *, template: str | None, max_length: int | None,

@@ -4,6 +4,15 @@
 Chunks of conversations are rendered with one batched fast-tokenizer call each (:func:`_render_chunk`),
 the truncation policy is applied (:func:`truncate`), and :func:`_rendered_tables` spreads the chunks over a
 fork pool, in input order, never reading far ahead of the workers.
+
+**A huge record never reaches the tokenizer whole.** A fast tokenizer's encoding costs ~800 bytes per token
+(ids, offsets, token strings...): one 50 MB record took 10 GB and was OOM-killed even with max_length 256.
+No token covers more than ``L`` characters (the longest vocabulary entry; byte-level: one character per
+byte), so a text longer than ``(max_length + 64) x L`` characters certainly has more than max_length
+tokens. Such a text is bounded before tokenizing (:func:`bounded`): ``truncate: drop`` drops it as
+``too_long`` (its length in the report is a lower bound); ``right`` / ``left_prompt`` tokenize only its
+first / last ``(max_length + 64) x L`` characters (the 64 spare tokens absorb the merge at the cut) and
+keep the example, counted as truncated. Shorter texts are untouched.
 """
 
 from __future__ import annotations
@@ -18,9 +27,54 @@ from instructkit.chat.render import IGNORE_INDEX, Renderer
 from instructkit.errors import DataError
 
 CHUNK = 256  # conversations per render_batch call / per task sent to a worker
+SPARE_TOKENS = 64  # tokens tokenized past max_length in a bounded window (the cut may change the last few)
 #: what to do with an example longer than max_length (``data.truncate``)
 TRUNCATE = ("right", "left_prompt", "drop")
+
+# -- worker state (set by _init_worker) ------------------------------------------------------------------
+_RENDERER: Renderer | None = None
+_MAX_LENGTH: int | None = None
 _POLICY = "right"
+_TOKEN_CHARS = 1  # the most characters one token of _RENDERER's tokenizer can cover
+
+
+def max_token_chars(tokenizer: Any) -> int:
+    """An upper bound of the characters one token covers: the longest vocabulary entry (added tokens
+    included). Byte-level vocabularies spell one byte per character, so this bounds bytes and characters."""
+    try:
+        return max(1, max(map(len, tokenizer.get_vocab())))
+    except (AttributeError, TypeError, ValueError, NotImplementedError):
+        return 1 << 16  # unknown vocabulary: a bound that still keeps a 50 MB record away from the tokenizer
+
+
+def char_budget(max_length: int | None, token_chars: int) -> int | None:
+    """Texts longer than this many characters have more than max_length tokens (None: no max_length)."""
+    return None if max_length is None else (max_length + SPARE_TOKENS) * token_chars
+
+
+def too_long_unread(n_chars: int, max_length: int, token_chars: int, policy: str) -> DataError:
+    e = DataError(f"{n_chars} characters, more than max_length={max_length} tokens can hold (a token covers at "
+                  f"most {token_chars}); dropped before tokenizing (truncate: {policy})", field="messages",
+                  reason="too_long")
+    e.length = n_chars // token_chars  # at least this many tokens
+    return e
+
+
+def bounded(text: str, spans: list[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` and its trained ``spans`` cut to the window the policy keeps, when the text is longer than
+    the character budget (module docstring); raises ``too_long`` for ``truncate: drop``."""
+    budget = char_budget(_MAX_LENGTH, _TOKEN_CHARS)
+    if budget is None or len(text) <= budget:
+        return text, spans
+    if _POLICY == "drop":
+        raise too_long_unread(len(text), _MAX_LENGTH, _TOKEN_CHARS, _POLICY)
+    start = len(text) - budget if _POLICY == "left_prompt" else 0
+    cut = [(max(a - start, 0), min(b - start, budget)) for a, b in spans if b > start and a < start + budget]
+    return text[start:start + budget], cut
+
+
+def _content_chars(conv: Conversation) -> int:
+    return sum(len(m.content or "") for m in conv.messages)
 
 
 def _features() -> Any:
@@ -65,7 +119,10 @@ def _render_chunk(convs: list[Conversation]) -> tuple[Any, list[DataError]]:
 
 def _located(err: DataError, conv: Conversation) -> DataError:
     src = conv.meta.get("source")
-    return err.at(src, conv.meta.get("line")) if src is not None else err
+    out = err.at(src, conv.meta.get("line")) if src is not None else err
+    if hasattr(err, "length"):
+        out.length = err.length
+    return out
 
 
 def _render_chunk_generic(convs: list[Conversation]) -> tuple[Any, list[DataError]]:
@@ -75,6 +132,11 @@ def _render_chunk_generic(convs: list[Conversation]) -> tuple[Any, list[DataErro
     cols: dict[str, list] = {k: [] for k in ("input_ids", "labels", "length", "n_trained", "truncated",
                                              "source", "line")}
     errors = []
+    budget = char_budget(_MAX_LENGTH, _TOKEN_CHARS)
+    if budget is not None:  # the renderer tokenizes whole texts: keep huge ones from it (no window here)
+        big = [c for c in convs if _content_chars(c) > budget]
+        errors += [_located(too_long_unread(_content_chars(c), _MAX_LENGTH, _TOKEN_CHARS, _POLICY), c) for c in big]
+        convs = [c for c in convs if _content_chars(c) <= budget]
     # the renderer runs without max_length (its own cut is right-only); the policy is applied here
     for conv, r in zip(convs, _RENDERER.render_batch(convs)):
         if isinstance(r, DataError):
@@ -110,7 +172,7 @@ def _render_chunk_columnar(convs: list[Conversation], backend: Any) -> tuple[Any
     texts, spans, keep, errors = [], [], [], []
     for conv in convs:
         try:
-            t, sp = r.text_and_spans(conv)
+            t, sp = bounded(*r.text_and_spans(conv))
         except DataError as e:
             errors.append(_located(e, conv))
             continue
@@ -166,8 +228,9 @@ def _render_chunk_columnar(convs: list[Conversation], backend: Any) -> tuple[Any
 
 def _init_worker(renderer: Renderer, single_threaded: bool = False, max_length: int | None = None,
                  policy: str = "right") -> None:
-    global _RENDERER, _MAX_LENGTH, _POLICY
+    global _RENDERER, _MAX_LENGTH, _POLICY, _TOKEN_CHARS
     _RENDERER, _MAX_LENGTH, _POLICY = renderer, max_length, policy
+    _TOKEN_CHARS = max_token_chars(renderer.tokenizer)
     if single_threaded:  # one process per core: the tokenizer's own Rust threads would oversubscribe
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
