@@ -73,7 +73,7 @@ def inspect(
     result = inspect_conversations(first, tok, template=template, max_length=max_length, report=report,
                                    lengths=list(ds["length"]), n=n)
     for v in result.examples:
-        console.print(Rule(f"{v.source}:{v.line}  {len(v.tokens)} tokens, {v.n_trained} trained"
+        console.print(Rule(f"{v.source}:{v.line}  {v.n_tokens} tokens, {v.n_trained} trained"
                            + (" (truncated)" if v.truncated else "")))
         console.print(rich_view(v))
     console.print(Rule("stats"))

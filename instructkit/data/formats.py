@@ -131,6 +131,10 @@ def _turns(rec: dict[str, Any], key: str, role_key: str, text_key: str, roles: d
         if who not in roles:
             raise DataError(f"unknown role {who!r} (expected one of {', '.join(sorted(roles))})",
                             field=pre + role_key, reason="unknown_role")
+        if system and roles[who] == "system" and len(msgs) == 1:  # both are "first": name the clash
+            raise DataError(f"two system prompts: the record's top-level 'system' field and this first turn "
+                            f"({role_key}: {who!r}); keep one of them", field=pre + role_key,
+                            reason="two_system_prompts")
         text = content(t.get(text_key), pre + text_key) if text_key in t else _get(t, text_key, prefix=pre)
         name = t.get("name") if isinstance(t.get("name"), str) else None
         msgs.append(with_tool_fields(Message(roles[who], text, name), t, pre, text_key))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import statistics
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,20 @@ TokenView = list[tuple[str, bool]]
 class ExampleView:
     source: str
     line: int
-    tokens: TokenView
+    tokens: TokenView  # one piece per whole character run (a character split over tokens is one piece)
     truncated: bool = False
+    n_tokens: int | None = None  # tokens shown (pieces can hold several tokens of one character)
+    n_trained_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_tokens is None:
+            self.n_tokens = len(self.tokens)
+        if self.n_trained_tokens is None:
+            self.n_trained_tokens = sum(t for _, t in self.tokens)
 
     @property
     def n_trained(self) -> int:
-        return sum(t for _, t in self.tokens)
+        return self.n_trained_tokens
 
 
 @dataclass
@@ -57,8 +66,30 @@ class InspectResult:
         return "\n".join(lines)
 
 
+#: characters a terminal or browser would act on instead of showing: C0/C1 controls, bidi overrides and
+#: isolates (U+202E turns the rest of the line around), zero-width and other format characters
+_HIDDEN = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+
+
+def visible(piece: str) -> str:
+    """``piece`` with every control / bidi / format character written as an escape (``\u202e``); newlines
+    and tabs are kept (the views mark newlines themselves)."""
+    if piece.isprintable():
+        return piece
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in _HIDDEN else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in piece)
+
+
 def token_view(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool]:
-    """The exact token pieces of ``conv`` (sliced from the rendered text by offsets) and whether each is trained."""
+    """The exact text of ``conv``'s tokens (sliced from the rendered text by offsets, control and bidi
+    characters escaped) and whether each is trained. A character a byte-level tokenizer splits over
+    several tokens (``こ`` = 3 bytes) is one piece holding those tokens, never shown as ``\ufffd`` halves.
+    Returns ``(pieces, truncated)``; :func:`example_view` adds the token counts."""
+    pieces, truncated, _, _ = _pieces(renderer, conv)
+    return pieces, truncated
+
+
+def _pieces(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool, int, int]:
     from instructkit.data.render_rows import char_budget, max_token_chars
 
     text, spans = renderer.text_and_spans(conv)
@@ -69,14 +100,22 @@ def token_view(renderer: Renderer, conv: Conversation) -> tuple[TokenView, bool]
     enc = renderer.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     labels = Renderer.labels_from_offsets(ids, offsets, spans)
-    cut = renderer.max_length if renderer.max_length is not None else len(ids)
+    n = min(renderer.max_length if renderer.max_length is not None else len(ids), len(ids))
     pieces: TokenView = []
-    for k in range(min(cut, len(ids))):
-        s = offsets[k][0]
-        # offsets may be trimmed (no leading space): a token's text runs to the next token's start
+    group_start, group_trained = None, False
+    for k in range(n):
+        s = offsets[k][0] if group_start is None else group_start
+        group_start, group_trained = s, group_trained or labels[k] != IGNORE_INDEX
+        # offsets may be trimmed (no leading space): a token's text runs to the next token's start; a token
+        # ending inside a character shares its start with the next one: it joins the next piece
         e = offsets[k + 1][0] if k + 1 < len(ids) else len(text)
-        pieces.append((text[s:e] if e > s else renderer.tokenizer.decode([ids[k]]), labels[k] != IGNORE_INDEX))
-    return pieces, window or len(ids) > cut
+        if e <= s and k + 1 < n:
+            continue
+        piece = text[s:e] if e > s else text[s:max(offsets[k][1], s)] or renderer.tokenizer.decode(ids[k:k + 1])
+        pieces.append((visible(piece), group_trained))
+        group_start, group_trained = None, False
+    trained = sum(lab != IGNORE_INDEX for lab in labels[:n])
+    return pieces, window or len(ids) > n, n, trained
 
 
 def inspect_conversations(convs: list[Conversation], tokenizer: Any, *, template: str | None, max_length: int | None,
@@ -84,8 +123,9 @@ def inspect_conversations(convs: list[Conversation], tokenizer: Any, *, template
     renderer = Renderer(tokenizer, template, max_length)
     views = []
     for c in convs[:n]:
-        toks, trunc = token_view(renderer, c)
-        views.append(ExampleView(str(c.meta.get("source", "")), int(c.meta.get("line", -1)), toks, trunc))
+        toks, trunc, n_tok, n_tr = _pieces(renderer, c)
+        views.append(ExampleView(str(c.meta.get("source", "")), int(c.meta.get("line", -1)), toks, trunc, n_tok,
+                                 n_tr))
     return InspectResult(report, lengths, max_length, views)
 
 
@@ -119,7 +159,7 @@ def html_page(result: InspectResult, title: str) -> str:
              "<p>Green: trained tokens (loss on). Grey: context (masked, label -100). "
              "Each box is one token; &#8629; marks a newline.</p>"]
     for v in result.examples:
-        head = f"{v.source}:{v.line} - {len(v.tokens)} tokens, {v.n_trained} trained" + (
+        head = f"{v.source}:{v.line} - {v.n_tokens} tokens, {v.n_trained} trained" + (
             " (truncated)" if v.truncated else "")
         parts.append(f"<h2>{html.escape(head)}</h2><div class='ex'>")
         for k, (piece, trained) in enumerate(v.tokens):

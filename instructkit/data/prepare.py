@@ -46,7 +46,7 @@ __all__ = ["CHUNK", "TRUNCATE", "PrepareReport", "default_cache_dir", "prepare_c
 
 # -- fingerprint ----------------------------------------------------------------------------------------
 _CODE = ("chat/render.py", "chat/conversation.py", "data/formats.py", "data/readers.py", "data/prepare.py",
-         "data/prepare_report.py", "data/render_rows.py")
+         "data/prepare_report.py", "data/render_rows.py", "data/files.py", "data/tabular.py")
 
 
 def _code_hash() -> str:
@@ -179,8 +179,12 @@ def prepare_dataset(paths: PathLike | Iterable[PathLike], tokenizer: Any, *, tem
     report = PrepareReport(truncate=truncate)
     convs = read_conversations(files, format=format, on_error=on_error, report=report.skipped,
                                repair_leading_assistant=repair_leading_assistant)
-    return _cached_or_build(key, islice(convs, limit), renderer, on_error, num_proc, cache_dir, use_cache,
-                            progress, report, max_length)
+    ds, report = _cached_or_build(key, islice(convs, limit), renderer, on_error, num_proc, cache_dir, use_cache,
+                                  progress, report, max_length)
+    if not report.read:  # an empty file is a mistake to name, not a dataset of 0 rows to train on
+        raise DataError(f"no records to read in {', '.join(map(str, files))} (empty or only whitespace)",
+                        reason="empty_file")
+    return ds, report
 
 
 def _check_max_length(max_length: int | None) -> None:

@@ -176,7 +176,10 @@ def read_file(path: Path, fmt: str, handle: Callable[[DataError], None], report:
     src = str(path)
     report = report if report is not None else SkipReport()
     _notes_for(path, report)
-    for n, rec in iter_records(path):
+    dups: list = []
+    n_read = 0
+    for n, rec in iter_records(path, dups):
+        n_read += 1
         report.read += 1
         if isinstance(rec, DataError):
             handle(rec)
@@ -195,6 +198,17 @@ def read_file(path: Path, fmt: str, handle: Callable[[DataError], None], report:
         conv.id = str(rid) if rid is not None else None
         conv.meta = {"source": src, "line": n, "format": fmt}
         yield conv
+    _file_notes(src, n_read, dups, report)
+
+
+def _file_notes(src: str, n_read: int, dups: list, report: SkipReport) -> None:
+    """Warnings about a whole file: it holds no record; records give a key twice (JSON keeps the last)."""
+    if not n_read:
+        report.notes.append(f"{src}: no records (the file is empty or holds only whitespace)")
+    if dups:
+        where, keys = dups[0]
+        report.notes.append(f"{src}: {len(dups)} record(s) give a key twice; the last value is used "
+                            f"(first: {src}:{where}, key {keys[0]!r})")
 
 
 def read_conversations(path: PathLike | Iterable[PathLike], format: str = "auto", on_error: str = "raise",

@@ -74,7 +74,10 @@ def setup_data(recipe: Any, tokenizer: Any, *, examples: Sequence[Any] | None = 
     train_ex, stats = to_examples(records, d.max_length)
     eval_ex, _ = to_examples(eval_records, d.max_length)
     if not train_ex:
-        raise InstructkitError(f"no training example left ({stats})")
+        from instructkit.train.summary import data_report_lines, data_summary
+        where = ", ".join(map(str, d.paths)) if examples is None else "the examples given"
+        lines = data_report_lines(data_summary(stats, data_report))
+        raise InstructkitError(f"no training example left in {where}:\n  " + "\n  ".join(lines))
     if mu is not None:
         from instructkit.train.muppet import muppet_rows
         rows, mstats = muppet_rows(train_ex, t.packing, t.pack_tokens, mu.min_tasks, recipe.seed)

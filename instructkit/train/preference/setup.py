@@ -41,7 +41,8 @@ def preference_data(recipe: Any, tokenizer: Any, *, examples: Any = None, eval_e
     pairs, report, truncated = load_pairs(d.paths, tokenizer, template=m.chat_template, max_length=d.max_length,
                                on_error=d.on_error, limit=d.limit)
     if not pairs:
-        raise InstructkitError(f"no preference pair left to train on ({report})")
+        why = str(report).replace("\n", "\n  ") if report.total else "the files hold no records (empty?)"
+        raise InstructkitError(f"no preference pair left to train on in {', '.join(map(str, d.paths))}:\n  {why}")
     train_pairs, eval_pairs = split(pairs, d.val_fraction, recipe.seed)
     if t.eval_every and not eval_pairs:
         raise InstructkitError("train.eval_every is set but there is no held-out pair (set data.val_fraction)")

@@ -23,7 +23,7 @@ EXPECTED = {
     "bom_array.json": (3, 3, 0, 0, None),
     "crlf_blank_lines.jsonl": (2, 2, 0, 0, None),
     "deep_nesting.jsonl": (3, 2, 1, 0, "deep_nesting.jsonl:2"),
-    "empty.jsonl": (0, 0, 0, 0, None),
+    "empty.jsonl": (0, 0, 0, 0, "no records to read in"),  # an error in both modes (issue 24 item 17)
     "empty_conversation.jsonl": (2, 1, 1, 0, "empty_conversation.jsonl:1"),
     "empty_output.json": (3, 2, 1, 0, "empty_output.json:record 1"),
     "invalid_json.jsonl": (3, 2, 1, 0, "invalid_json.jsonl:2"),
@@ -64,6 +64,11 @@ def test_bad_file_through_data_prepare_both_modes(name, tmp_path, tiny_model_dir
     read, kept, skipped, dropped, where = EXPECTED[name]
     monkeypatch.setenv("COLUMNS", "400")  # no line wrapping inside the messages checked below
     base = [str(BAD / name), "--model", tiny_model_dir, "--max-length", "64", "--num-proc", "1"]
+    if name == "empty.jsonl":  # nothing to prepare: named, exit 2, whatever --on-error says
+        for mode in ("skip", "raise"):
+            rc, out = _prepare(monkeypatch, capsys, [*base, "--on-error", mode, "--cache-dir", str(tmp_path / mode)])
+            assert rc == 2 and f"no records to read in {BAD / name}" in out and "Traceback" not in out, out
+        return
     rc, out = _prepare(monkeypatch, capsys, [*base, "--on-error", "skip", "--cache-dir", str(tmp_path / "s")])
     assert rc == 0, out
     (folder,) = [p for p in (tmp_path / "s").iterdir() if p.is_dir()]
