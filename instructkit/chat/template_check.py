@@ -119,3 +119,13 @@ def recommendation(checks: list[Check]) -> str | None:
         return (f"fine for plain chat; for tool use train and serve with the shipped template "
                 f"'{TOOLS_TEMPLATE}' (--template {TOOLS_TEMPLATE})")
     return f"use a shipped template instead: '{TOOLS_TEMPLATE}' (ChatML, tools) or 'chatml'/'llama3'"
+
+
+#: checks whose failure means the template cannot render chat data for training at all (the rest are
+#: advice: tool use, end-of-turn learning)
+FATAL = ("assistant_mask", "prefix_stable")
+
+
+def unusable(checks: list[Check]) -> bool:
+    """True when plain chat data cannot be rendered / masked with this template (``template-check`` exit 1)."""
+    return any(not c.ok for c in checks if c.name in FATAL)

@@ -12,11 +12,13 @@ def template_check(
     template: Optional[str] = typer.Option(None, help="Template to probe instead of the tokenizer's (shipped name, .jinja file)."),
 ) -> None:
     """Probe a chat template: tools rendered, tool_calls without content, assistant mask, end-of-turn in the
-    mask, prefix stability, pad == eos; says which shipped template to use instead. Exit code 1 on a failure."""
+    mask, prefix stability, pad == eos; says which shipped template to use instead. Exit code 0 with the verdict
+    (advice on tool use or end-of-turn learning included); 1 only when the template cannot render and mask
+    plain chat data at all (assistant mask or prefix stability fails)."""
     from rich.console import Console
     from rich.table import Table
 
-    from instructkit.chat.template_check import check_template, recommendation
+    from instructkit.chat.template_check import check_template, recommendation, unusable
     from instructkit.models import load_tokenizer
 
     tok = load_tokenizer(model)
@@ -32,5 +34,6 @@ def template_check(
     con.print(t)
     rec = recommendation(checks)
     con.print(f"verdict: {rec}" if rec else "verdict: fit for training, tool calls included", highlight=False)
-    if rec:
+    if unusable(checks):
+        con.print("this template cannot render chat data for training", highlight=False)
         raise typer.Exit(1)

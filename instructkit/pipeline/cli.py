@@ -29,7 +29,14 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/*.yaml
     con = Console()
     r = load_config(Recipe, recipe, overrides or [])
     con.print(f"[bold]{r.name}[/bold]: {r.description}  ->  {r.resolved_output_dir()}", highlight=False)
-    res = run(r, recipe, until=until, start=start, dry_run=dry_run, overwrite=overwrite, console=con)
+    try:
+        res = run(r, recipe, until=until, start=start, dry_run=dry_run, overwrite=overwrite, console=con)
+    except Exception as e:
+        if hasattr(e, "resume_with"):  # a training stage stopped on a signal: `run` has no --resume, it resumes
+            import shlex            # by itself; never repeat --from (it would redo the stage from scratch)
+            again = ["instructkit", "run", str(recipe), *(overrides or []), *(["--until", until] if until else [])]
+            raise e.resume_with(shlex.join(again)) from None
+        raise
     if dry_run:
         return
     ran = [n for n, v in res.items() if v["status"] == "ran"]

@@ -31,7 +31,8 @@ def call(
     arguments: str = typer.Argument(..., help='JSON arguments, e.g. \'{"expression": "48/2"}\'.'),
     index_dir: Optional[str] = typer.Option(None, "--index", help="Index folder for the search tool."),
 ) -> None:
-    """Run one tool call the way the loop does and print the result (errors are results too)."""
+    """Run one tool call the way the loop does and print the result (errors are results too; a failed call
+    exits 2, like every other error of the CLI)."""
     from instructkit.chat.conversation import ToolCall
     from instructkit.errors import InstructkitError
     from instructkit.toolset.registry import load_toolset
@@ -44,7 +45,7 @@ def call(
     res = ts.run(ToolCall(next(iter(ts.tools)), args))
     typer.echo(res.content)
     if not res.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @app.command("convert-gsm8k")

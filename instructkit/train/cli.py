@@ -80,9 +80,7 @@ def train_cmd(config: Path = typer.Option(..., "--config", "-c", help="Recipe YA
     try:
         res = train(recipe)
     except TrainingInterrupted as e:  # name the exact command that resumes this run
-        again = " ".join(["instructkit train --config", str(config), *(overrides or []), "--resume"])
-        e.args = (f"{e}\n  resume with: {again}",)
-        raise
+        raise e.resume_with(" ".join(["instructkit train --config", str(config), *(overrides or []), "--resume"]))
     except BaseException:
         if main and fresh:
             remove_if_empty_run(run_dir)

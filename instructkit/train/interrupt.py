@@ -34,8 +34,15 @@ class TrainingInterrupted(InstructkitError):
     def __init__(self, signame: str, step: int, total_steps: int, checkpoint: Path | None):
         self.signame, self.step, self.checkpoint = signame, step, checkpoint
         where = f"checkpoint saved to {checkpoint}" if checkpoint else "no checkpoint written"
-        super().__init__(f"interrupted by {signame} after step {step}/{total_steps}: {where}; resume with the "
-                         "same command plus --resume (or train.resume=auto)")
+        self.head = f"interrupted by {signame} after step {step}/{total_steps}: {where}"
+        # API callers get the generic hint; each CLI names its own exact command (resume_with)
+        super().__init__(f"{self.head}; resume with train.resume=auto (instructkit train: add --resume)")
+
+    def resume_with(self, command: str) -> "TrainingInterrupted":
+        """Say the exact command that resumes (``instructkit train ... --resume``, or the same ``instructkit
+        run`` line: a pipeline stage resumes from its checkpoints by itself)."""
+        self.args = (f"{self.head}\n  resume with: {command}",)
+        return self
 
 
 class GracefulStop:

@@ -30,6 +30,7 @@ from instructkit.train.fingerprint import check_resume, run_fingerprint
 from instructkit.train.interrupt import GracefulStop
 from instructkit.train.metrics import MetricsLog
 from instructkit.train.packing import COLLATORS
+from instructkit.train.progress import FirstMicroBatch, announce_plan
 
 
 @dataclass
@@ -163,6 +164,10 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
     win_loss, win_count, win_tokens = (torch.zeros((), device=device) for _ in range(3))
     win_start, t_start, last_ckpt = time.perf_counter(), time.perf_counter(), None
     side_time, session_tokens = 0.0, 0  # eval/checkpoint time is kept out of the throughput
+    announce_plan(rows, total_steps=total_steps, steps_per_epoch=steps_per_epoch, start_step=st.step,
+                  micro_batch_size=cfg.micro_batch_size, grad_accum=cfg.grad_accum,
+                  world=accelerator.num_processes, enabled=main)
+    first = FirstMicroBatch(grad_accum=cfg.grad_accum, steps_left=total_steps - st.step, enabled=main)
     model.train()
 
     while st.step < total_steps:
@@ -184,6 +189,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
                 with contextlib.nullcontext() if last else accelerator.no_sync(model):
                     loss_sum = model(**mb)
                     accelerator.backward(loss_sum * scale)
+                first.tick()  # the ETA, long before the first step ends
                 win_loss += loss_sum.detach()
                 win_tokens += mb["num_tokens"]
             win_count += count
