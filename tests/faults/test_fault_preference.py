@@ -92,7 +92,7 @@ def test_disable_dropout_finds_modules_lora_and_config():
 @pytest.mark.parametrize("loss, beta, gamma", [("sigmoid", 0.1, 0.0), ("ipo", 0.1, 0.0), ("simpo", 2.0, 1.0),
                                                ("orpo", 0.1, 0.0)])
 def test_beta_and_gamma_default_per_loss(loss, beta, gamma):
-    from instructkit.train.config import DPOSection
+    from instructkit.config.train import DPOSection
     from instructkit.train.preference.objectives import build_dpo
 
     d = DPOSection(loss=loss)
