@@ -37,6 +37,8 @@ def _register() -> None:
     from instructkit.serve.cli import serve as serve_cmd
     app.command("serve", help="Serve a model (+ LoRA adapters) over the OpenAI API.")(serve_cmd)
     app.command("chat", help="Chat in the terminal with a model or a running server.")(chat_cmd)
+    from instructkit.serve.ui.cli import arena as arena_cmd
+    app.command("arena", help="Web arena: playground, anonymous battles with votes, leaderboard (+ the OpenAI API).")(arena_cmd)
     app.command("demo", help="FLAN held-out experiment on the embedded model: base / tuned / oracle, 95% CIs.")(demo)
     from instructkit.pipeline.cli import run_cmd
     app.command("run", help="Run a recipe's stages end to end; finished stages are cached by fingerprint.")(run_cmd)

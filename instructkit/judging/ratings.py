@@ -154,6 +154,20 @@ def bootstrap(enc: Encoded, *, rounds: int = 200, seed: int = 0, anchor: str | N
             "elo": online_elo(enc.a[idx], enc.b[idx], enc.s[idx], m)}
 
 
+def win_rate_matrix(battles: Sequence[dict[str, Any]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(models, rate, n)``: ``rate[i, j]`` = points of i against j / battles between them (win 1, tie 0.5;
+    NaN where they never met), ``n[i, j]`` = those battles. Rows and columns in :func:`encode`'s order."""
+    enc = encode(battles)
+    m = len(enc.models)
+    w = _win_matrix(enc.a, enc.b, enc.s, m)
+    n = np.zeros((m, m))
+    np.add.at(n, (enc.a, enc.b), 1.0)
+    n = n + n.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, w / np.where(n > 0, n, 1.0), np.nan)
+    return enc.models, rate, n
+
+
 @dataclass
 class Row:
     model: str

@@ -40,11 +40,11 @@ def load_in_background(state: ServerState, load: Callable[[], tuple[Any, Any, An
 class ThreadedServer:
     """uvicorn in a daemon thread; ``url`` once started; ``close()`` stops it and the engine."""
 
-    def __init__(self, state: ServerState, host: str = "127.0.0.1", port: Optional[int] = None):
+    def __init__(self, state: ServerState, host: str = "127.0.0.1", port: Optional[int] = None, app: Any = None):
         import uvicorn
 
         self.state, self.host, self.port = state, host, port or free_port(host)
-        cfg = uvicorn.Config(build_app(state), host=host, port=self.port, log_level="warning",
+        cfg = uvicorn.Config(app if app is not None else build_app(state), host=host, port=self.port, log_level="warning",
                              timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, name="instructkit-uvicorn", daemon=True)

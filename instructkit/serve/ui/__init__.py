@@ -1,0 +1,1 @@
+"""The web arena (issue #23): playground, anonymous battles, votes, leaderboard; see docs/serve.md."""
