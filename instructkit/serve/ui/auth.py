@@ -59,8 +59,10 @@ class Sessions:
         d = lambda s: hashlib.sha256(s.encode()).digest()  # noqa: E731  (equal lengths: nothing leaks)
         return hmac.compare_digest(d(given), d(self.api_key))
 
-    def set_cookie(self, value: str) -> str:
-        return f"{COOKIE}={value}; Path=/ui; Max-Age={self.max_age_s}; HttpOnly; SameSite=Strict"
+    def set_cookie(self, value: str, secure: bool = False) -> str:
+        """``secure``: the request came over https (behind a TLS proxy): the browser sends it back only so."""
+        return (f"{COOKIE}={value}; Path=/ui; Max-Age={self.max_age_s}; HttpOnly; SameSite=Strict"
+                + ("; Secure" if secure else ""))
 
 
 def _cookie(scope: dict[str, Any]) -> str:

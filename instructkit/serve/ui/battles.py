@@ -52,7 +52,8 @@ class Battles:
         self.decided: OrderedDict[str, str] = OrderedDict()
 
     def _expire(self, now: float) -> None:
-        for bid in [b.id for b in self.live.values() if not b.busy and now - b.touched > self.ttl_s]:
+        # busy ones too: a turn whose stream never started (the client left at once) would stay busy forever
+        for bid in [b.id for b in self.live.values() if now - b.touched > self.ttl_s]:
             del self.live[bid]
 
     def new(self, session: str, models: list[str]) -> Battle:

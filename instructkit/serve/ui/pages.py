@@ -53,7 +53,8 @@ def router(st: object) -> APIRouter:
             await asyncio.sleep(WRONG_KEY_DELAY_S)
             return login_page("Wrong key.", 401)
         resp = RedirectResponse("/ui/", status_code=303)
-        resp.headers.append("set-cookie", sessions.set_cookie(sessions.issue()))
+        https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+        resp.headers.append("set-cookie", sessions.set_cookie(sessions.issue(), secure=https))
         return resp
 
     @r.post("/logout")
