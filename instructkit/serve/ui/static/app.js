@@ -201,9 +201,10 @@ function btClear() {
 
 async function btSend(text) {
   BT.busy = true; btButtons(); showError("");
+  let divs = [];
   try {
     if (!BT.id) BT.id = (await api("battles", {})).battle_id;
-    const divs = [0, 1].map((i) => {
+    divs = [0, 1].map((i) => {
       bubble($("bt-log-" + i), "user", text);
       const d = bubble($("bt-log-" + i), "assistant", "");
       d.dataset.state = "streaming";
@@ -223,8 +224,12 @@ async function btSend(text) {
       if (ev.error) { d.classList.add("error"); d.querySelector(".text").textContent = ev.error; d.dataset.state = "done"; }
     });
     for (const d of divs) d.dataset.state = "done";
-  } catch (e) {
+  } catch (e) {  // refused before any token (turn limit, busy, expired battle) or the connection broke
     showError(e.message);
+    for (const d of divs) {
+      d.classList.add("error"); d.dataset.state = "done";
+      const t = d.querySelector(".text"); if (!t.textContent) t.textContent = e.message;
+    }
   }
   BT.busy = false; btButtons();
 }
