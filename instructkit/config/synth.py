@@ -12,6 +12,10 @@ BLACKLIST = ["image", "images", "graph", "graphs", "picture", "pictures", "file"
              "plot", "go to", "video", "audio", "music", "flowchart", "diagram"]
 
 
+FASTCHAT_BLOCKED_RESPONSES = ["Too many requests in 1 hour. Try again later.",
+                              "!Too many requests in 1 hour. Try again later."]
+
+
 class TeacherConfig(Section):
     model: str = Field("smollm2-135m-instruct", description="Teacher: model alias/folder/hub id (local, batched), "
                        "http(s) URL of an OpenAI-compatible server, or py:module:factory (your own backend).")
@@ -90,3 +94,13 @@ class CleanConfig(Section):
     near_dup_threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which a conversation is a near duplicate.")
     num_perm: int = Field(128, ge=16, description="MinHash permutations.")
     limit: Optional[int] = Field(None, ge=1, description="Read only the first N conversations.")
+    html_roles: list[Literal["user", "assistant", "system"]] = Field(
+        default_factory=lambda: ["assistant"], description="Roles whose messages may be scraped HTML (converted to "
+        "markdown only when the message is an HTML document, never code inside markdown). ShareGPT's scrape "
+        "stored the assistant's rendered answer as HTML; HTML in a user message is code the user pasted.")
+    blocked_words: list[str] = Field(default_factory=list, description="Drop a conversation whose any message "
+                                     "contains one of these (case-insensitive substring); FastChat: [openai, chatgpt].")
+    blocked_responses: list[str] = Field(
+        default_factory=lambda: list(FASTCHAT_BLOCKED_RESPONSES), description="Drop a conversation with an "
+        "assistant message starting with one of these (FastChat's rate-limit answers); [] = off.")
+    min_chars: int = Field(0, ge=0, description="Drop conversations with fewer characters in all (FastChat: 16; 0 = off).")
