@@ -18,6 +18,7 @@ from typing import Any
 
 from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 _DEPTH = """I want you to act as a prompt rewriter. Rewrite the given prompt into a more complex version that famous AI systems (such as ChatGPT and GPT-4) find harder to handle, while a person can still understand it and answer it. Keep every non-text part of the given prompt, such as tables and code, and keep the input it contains.
 How to rewrite: {how}
@@ -121,8 +122,9 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
         ops = [random.Random(f"{cfg.seed}/{rnd}/{p['id']}").choice(cfg.ops) for p in pool]
         prompts = [(_BREADTH.format(instruction=p["instruction"]) if op == "breadth" else
                     _DEPTH.format(how=_HOW[op], instruction=p["instruction"])) for p, op in zip(pool, ops)]
-        res = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}], seed=cfg.seed * 1009 + rnd,
-                                                **sampling) for t in prompts], desc=f"evolve round {rnd}")
+        res = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}],
+                                                seed=derive_seed(cfg.seed, "evolve", rnd, k, p["id"]), **sampling)
+                                for k, (t, p) in enumerate(zip(prompts, pool))], desc=f"evolve round {rnd}")
         elim: dict[str, int] = {}
         n_echo = 0
         cands = []
@@ -157,8 +159,9 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
             cands = nxt
         responses: list[Any] = [None] * len(cands)
         if cfg.respond and cands:
-            responses = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}], seed=cfg.seed * 1009 + rnd,
-                                                          **sampling) for _, _, t in cands], desc=f"respond round {rnd}")
+            responses = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}],
+                                                          seed=derive_seed(cfg.seed, "respond", rnd, p["id"]), **sampling)
+                                          for p, _, t in cands], desc=f"respond round {rnd}")
         survivors: dict[str, dict[str, Any]] = {}
         for (p, op, text), resp in zip(cands, responses):
             if cfg.respond:

@@ -22,6 +22,7 @@ from instructkit.lm.api import GenerateRequest
 from instructkit.synth.filters import InstructionFilter, contamination_index, parse_alpaca_list, parse_instance, parse_task_list
 from instructkit.synth.io import alpaca_messages
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 ALPACA_PROMPT = """Write {n} varied task instructions that a capable AI assistant will be asked to complete, each with an optional input and a good answer.
 
@@ -82,7 +83,7 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
             else:
                 lines = [f"Task {i}: {t['instruction']}" for i, t in enumerate(shown + machine, 1)]
                 prompt = PAPER_PROMPT.format(m=cfg.tasks_per_request, examples="\n".join(lines), next=len(lines) + 1)
-            reqs.append(GenerateRequest(messages=[{"role": "user", "content": prompt}], seed=cfg.seed * 100003 + rnd * 1009 + j,
+            reqs.append(GenerateRequest(messages=[{"role": "user", "content": prompt}], seed=derive_seed(cfg.seed, "tasks", rnd, j),
                                         **sampling))
             prov.append({"round": rnd, "request": j, "seed_ids": [t["id"] for t in shown],
                          "machine_ids": [t["id"] for t in machine]})
@@ -145,7 +146,7 @@ def _paper_instances(cands: list[tuple[dict, dict]], flt: InstructionFilter, tea
             continue
         pre.append((it, pv))
     reqs = [GenerateRequest(messages=[{"role": "user", "content": INSTANCE_PROMPT.format(instruction=it["instruction"])}],
-                            seed=cfg.seed * 100003 + rnd * 1009 + 500 + i, **sampling) for i, (it, _) in enumerate(pre)]
+                            seed=derive_seed(cfg.seed, "instance", rnd, i), **sampling) for i, (it, _) in enumerate(pre)]
     out = []
     for (it, pv), res in zip(pre, teacher.generate(reqs, desc=f"round {rnd} instances") if reqs else []):
         if res is None:
