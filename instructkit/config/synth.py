@@ -25,7 +25,8 @@ class TeacherConfig(Section):
     rpm: float = Field(0, ge=0, description="Endpoint requests per minute (0 = unlimited).")
     tpm: float = Field(0, ge=0, description="Endpoint tokens per minute, prompt + completion estimate (0 = unlimited).")
     timeout: float = Field(120.0, gt=0, description="Seconds per endpoint request before it is retried.")
-    max_retries: int = Field(4, ge=0, description="Retries on 429/5xx/timeouts (exponential backoff, Retry-After honoured).")
+    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts: exponential backoff 1, 2, 4, .. s "
+                             "(at most 60 s), never shorter than the server's Retry-After.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call for a local model.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Local teacher dtype.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (0 = greedy).")

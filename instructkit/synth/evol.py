@@ -5,7 +5,8 @@ Each round, every instruction in the pool is rewritten by one operation (sampled
 the rewrite may add only 10-20 words) or in-breadth (a new, rarer prompt in the same domain). An
 evolution is eliminated when (1) the teacher judges it *equal* to its parent (no information gain),
 (2) its response is short (< 80 words) and says sorry, (3) its response is only punctuation and stop
-words, or (4) it copies the prompt's scaffolding ("given prompt", "rewritten prompt", ...). A failed
+words, or (4) it copies the prompt's scaffolding ("given prompt", "rewritten prompt", ...) or comments on
+the rewrite instead of being one ("the original prompt asks ...", "a more complex version of ..."). A failed
 evolution puts its parent back into the pool for the next round; a survivor replaces it. Every item
 carries its lineage (root id, parent id, operation, round).
 """
@@ -80,12 +81,25 @@ def strip_label_echo(text: str, label: str) -> tuple[str, bool]:
     return text[m.end():].strip(), True
 
 
+# Rule 4, widened: a teacher that talks *about* the rewrite instead of writing it ("The original prompt asks
+# for ...; the rewritten version adds ...", "Here is a more complex version of the prompt:") copies no
+# label word, yet its output is commentary, not an instruction. WizardLM's rule names only the label words.
+_COMMENTARY = re.compile(
+    r"\b(?:(?:original|given|rewritten|revised|created|new|updated|modified|evolved|previous|above|initial)\s+prompts?"
+    r"|(?:original|given|rewritten|revised|evolved|previous|initial)\s+(?:instruction|question|task|version)s?"
+    r"|(?:more\s+)?(?:complex|challenging|difficult|advanced)\s+version\s+of"
+    r"|(?:this|the)\s+(?:prompt|instruction)\s+(?:now|has\s+been|was|asks|requires|adds)"
+    r"|here\s+is\s+(?:a|the|my)\s+(?:rewritten|revised|new|more)\b)", re.I)
+
+
 def eliminate_by_prompt(evolved: str) -> str | None:
     """Rule 4 (and an empty rewrite): the reason, or None."""
     if not evolved.strip():
         return "empty_evolution"
     low = evolved.lower()
-    return "rule4_copies_scaffolding" if any(s in low for s in SCAFFOLD) else None
+    if any(s in low for s in SCAFFOLD):
+        return "rule4_copies_scaffolding"
+    return "rule4_commentary_about_prompt" if _COMMENTARY.search(evolved) else None
 
 
 def eliminate_by_response(response: str) -> str | None:
