@@ -42,12 +42,15 @@ class SelfInstructConfig(Section):
     seeds: str = Field("../shared/data/self_instruct/seed_tasks.jsonl",
                        description="Seed tasks: self-instruct JSONL ({instruction, instances}) or Alpaca JSON/JSONL.")
     style: Literal["alpaca", "paper"] = Field("alpaca", description="alpaca: 3 seeds, 20 tasks/request with input+output; "
-                                              "paper: 6 human + 2 machine instructions, then instances per instruction.")
+                                              "paper: 6 human + 2 machine instructions (shuffled), then classification detection and "
+                                              "output-first (classification) / input-first instances.")
     num_instructions: int = Field(100, ge=1, description="Stop once this many instructions are kept.")
     requests_per_round: int = Field(8, ge=1, description="Prompts sent per round (the pool grows between rounds).")
     max_rounds: int = Field(50, ge=1, description="Give up after this many rounds (e.g. when the teacher repeats itself).")
     num_prompt_seeds: Optional[int] = Field(None, description="Seed tasks per prompt (default 3 alpaca, 6 paper).")
     num_prompt_machine: int = Field(2, ge=0, description="paper style: machine tasks per prompt once there are some.")
+    instances_per_task: int = Field(1, ge=1, description="paper style: instances kept per instruction (each one "
+                                    "training item; the paper keeps up to 5).")
     tasks_per_request: int = Field(20, ge=1, description="Tasks the prompt asks for (numbered list).")
     rouge_threshold: float = Field(0.7, gt=0, le=1, description="Drop an instruction whose ROUGE-L F vs a kept one is >= this.")
     min_words: int = Field(4, ge=0, description="Drop instructions with fewer words than this (Alpaca drops <= 3).")

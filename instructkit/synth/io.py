@@ -57,8 +57,9 @@ def load_seed_tasks(path: str | Path) -> list[dict[str, Any]]:
             raise DataError("missing or non-string output", path=str(p), line=line, field=fld, reason="missing_field")
         if not isinstance(inp, str):
             raise DataError("input must be a string", path=str(p), line=line, field="input", reason="wrong_type")
+        clf = rec.get("is_classification")
         tasks.append({"id": str(rec.get("id", f"seed_{line}")), "instruction": ins.strip(), "input": inp.strip(),
-                      "output": out.strip()})
+                      "output": out.strip(), "is_classification": clf if isinstance(clf, bool) else None})
     if not tasks:
         raise DataError("no seed tasks", path=str(p), reason="empty")
     return tasks
