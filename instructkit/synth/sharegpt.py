@@ -79,7 +79,10 @@ def normalise(rec: Any, rep: RunReport, *, html_roles: tuple[str, ...] = ("assis
         if blocked_words and (w := blocked_word(val, blocked_words)):  # FastChat checks the raw text
             return rep.drop("blocked_words", [cid, w])
         if role in html_roles and is_html(val):
-            val = html_to_markdown(val)
+            try:
+                val = html_to_markdown(val)
+            except Exception as e:  # bs4 rejects the markup (FastChat: "parser error"): counted, never a crash
+                return rep.drop("html_parser_error", [cid, f"{type(e).__name__}: {e}"[:120]])
             rep.counts["html_converted_messages"] += 1
         elif "<" in val and has_tag_outside_code(val):
             rep.counts["tags_in_prose_left_as_is"] += 1  # markdown with a tag in it: not an HTML document
@@ -221,7 +224,12 @@ def clean(cfg: Any, tokenizer: Any, progress: bool = True) -> tuple[list[dict], 
                 rep.drop(f"language:{lang}", [c["id"], c["messages"][0]["content"][:100]])
         convs = keep
     seen, lsh, unique = set(), MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.num_perm), []
+    ids: set[str] = set()
     for i, c in enumerate(tqdm(convs, desc="dedup", disable=not progress, leave=False)):
+        if c["id"] and c["id"] in ids:  # FastChat drops an id seen before; piece ids derive from it
+            rep.drop("duplicate_id", c["id"])
+            continue
+        ids.add(c["id"])
         text = "\n".join(m["content"] for m in c["messages"])
         h = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
         if h in seen:
