@@ -59,6 +59,29 @@ class PreferencesConfig(Section):
         return check_swap_field(v, info) if info.data.get("ranker") == "judge" else v
 
 
+class LazyPolicy:
+    """The policy, built on first use: a rerun whose samples are all cached loads no model. Its cache
+    fingerprint is the reference plus, for a local folder, each weight/config file's name, size and mtime
+    (a model retrained into the same folder is a different policy)."""
+
+    def __init__(self, ref: str, make: Any):
+        self.ref, self._make, self._lm = ref, make, None
+        self.name = ref
+        stamp: list[Any] = [ref]
+        folder = Path(ref)
+        if folder.is_dir():
+            stamp += [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir())
+                      if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".gguf", ".model")]
+        elif folder.is_file():
+            stamp.append((folder.stat().st_size, folder.stat().st_mtime_ns))
+        self.fingerprint = "policy:" + json.dumps(stamp, default=str)
+
+    def generate(self, requests: Any) -> Any:
+        if self._lm is None:
+            self._lm = self._make(self.ref)
+        return self._lm.generate(requests)
+
+
 def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: PreferencesConfig,
                    cache: str | Path | None = None) -> tuple[list[list[str] | None], dict[str, Any]]:
     """N answers per prompt (``None`` where the backend failed, asked again on the next run) and usage.
@@ -142,7 +165,7 @@ def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
     if not prompts:
         raise InstructkitError(f"{cfg.prompts}: no usable prompt (skipped: {dict(skipped)})")
     # resume: answers come from the cache (OUT/samples.jsonl) only for the same model, settings and prompt
-    got, usage = sample_answers(backends.make_backend(cfg.model), prompts, cfg, out / "samples.jsonl")
+    got, usage = sample_answers(LazyPolicy(cfg.model, backends.make_backend), prompts, cfg, out / "samples.jsonl")
     failed = [i for i, a in enumerate(got) if a is None]
     prompts = [x for i, x in enumerate(prompts) if got[i] is not None]
     answers = [a for a in got if a is not None]

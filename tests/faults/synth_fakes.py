@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "synth"))
 
 from fake_teacher import FakeTeacher  # noqa: E402
 
-from instructkit.eval.api import GenerateResult  # noqa: E402
+from instructkit.lm.api import GenerateResult  # noqa: E402
 
 
 class Recording(FakeTeacher):

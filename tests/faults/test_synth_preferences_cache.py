@@ -16,7 +16,7 @@ class FirstLonger:
 
     def generate(self, reqs):
         import re
-        from instructkit.eval.api import GenerateResult
+        from instructkit.lm.api import GenerateResult
         ans = re.compile(r"\[The Start of Assistant ([AB])'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
         out = []
         for r in reqs:
@@ -27,7 +27,7 @@ class FirstLonger:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     models = {}
     monkeypatch.setattr(jc, "make_backend", lambda ref, **k: models[ref] if ref in models else FirstLonger())
     f = tmp_path / "prompts.jsonl"
@@ -54,6 +54,9 @@ def test_cache_is_keyed_by_settings_and_prompts(env):
     models["policy"] = hot = Sampler()
     run_preferences(_cfg(f, n=3, temperature=1.2), out)
     assert len(hot.requests) == 6
+    models["other"] = other = Sampler()
+    run_preferences(_cfg(f, n=3, temperature=1.2).model_copy(update={"model": "other"}), out)  # another model
+    assert len(other.requests) == 6
     # a shorter prompt list (limit) must pair each prompt with its own answers, not the file's first lines
     models["policy"] = Sampler()
     res = run_preferences(_cfg(f, n=3, limit=2), out)

@@ -6,7 +6,7 @@ import json
 from synth_fakes import Recording, Sampler
 
 from instructkit.models.tiny import make_tiny_tokenizer
-from instructkit.synth.config import EvolConfig, MagpieConfig, MultiTurnConfig, SelfInstructConfig
+from instructkit.config.synth import EvolConfig, MagpieConfig, MultiTurnConfig, SelfInstructConfig
 from instructkit.synth.evol import evolve
 from instructkit.synth.magpie import magpie
 from instructkit.synth.multiturn import expand
@@ -56,7 +56,7 @@ def test_evol_multiturn_magpie_self_instruct_seed_every_request():
 
 
 def test_preferences_seeds_do_not_overlap_between_prompts_or_runs(tmp_path, monkeypatch):
-    import instructkit.eval.judge_cli as jc
+    import instructkit.lm.backends as jc
     from instructkit.synth.preferences import PreferencesConfig, run_preferences
 
     f = tmp_path / "p.jsonl"

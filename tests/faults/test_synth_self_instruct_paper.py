@@ -5,8 +5,8 @@ import random
 
 from synth_fakes import Recording
 
-from instructkit.eval.api import GenerateResult
-from instructkit.synth.config import SelfInstructConfig
+from instructkit.lm.api import GenerateResult
+from instructkit.config.synth import SelfInstructConfig
 from instructkit.synth.self_instruct import self_instruct
 from instructkit.synth.teacher import Teacher
 

@@ -3,7 +3,7 @@
 import json
 
 from instructkit.models.tiny import make_tiny_tokenizer
-from instructkit.synth.config import CleanConfig
+from instructkit.config.synth import CleanConfig
 from instructkit.synth.sharegpt import clean
 
 PHP = ("Add the SDK before the closing body tag:\n\n```php\n$output = '<div id=\"fb-root\"></div>';\n"

@@ -4,7 +4,7 @@ language detection on the whole conversation's prose with code removed; FastChat
 import json
 
 from instructkit.models.tiny import make_tiny_tokenizer
-from instructkit.synth.config import CleanConfig
+from instructkit.config.synth import CleanConfig
 from instructkit.synth.sharegpt import clean
 
 LONG = " ".join(f"The hero walked to village number {i} and met a friendly baker there." for i in range(30))

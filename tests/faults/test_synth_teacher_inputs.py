@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import httpx
 import yaml
 
-from instructkit.eval.api import GenerateRequest
+from instructkit.lm.api import GenerateRequest
 from instructkit.synth.endpoint import AsyncEndpoint
 from instructkit.synth.evol import eliminate_by_prompt
 from instructkit.synth.io import load_instructions
