@@ -102,13 +102,14 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
                 items, fails = parse_alpaca_list(f"{k + 1}. Instruction:" + text if lead else text)
                 if lead and not items and len(fails) == 1:
                     fails = ["unparseable_response"]
-                items = _usable(items, res, reqs[pv["request"]].max_new_tokens, rep)
             else:
                 ins, fails = parse_task_list(f"Task {k + len(pv['machine_ids']) + 1}: " + text)
                 items = [{"instruction": i, "input": None, "output": None} for i in ins]
             for f in fails:
                 rep.drop("parse:" + f, text[:300])
             rep.counts["parsed"] += len(items)
+            if cfg.style == "alpaca":  # counted as parsed, then as dropped: parsed = kept + drops holds
+                items = _usable(items, res, reqs[pv["request"]].max_new_tokens, rep)
             candidates += [(it, pv) for it in items]
         if cfg.style == "paper":
             candidates = _paper_instances(candidates, seeds, teacher, rep, cfg, rnd, sampling)
