@@ -86,7 +86,7 @@ def strip_label_echo(text: str, label: str) -> tuple[str, bool]:
 # label word, yet its output is commentary, not an instruction. WizardLM's rule names only the label words.
 _COMMENTARY = re.compile(
     r"\b(?:(?:original|given|rewritten|revised|created|new|updated|modified|evolved|previous|above|initial)\s+prompts?"
-    r"|(?:original|given|rewritten|revised|evolved|previous|initial)\s+(?:instruction|question|task|version)s?"
+    r"|(?:original|rewritten|revised|evolved)\s+(?:instruction|question|task|version)s?"  # not "the given task"
     r"|(?:more\s+)?(?:complex|challenging|difficult|advanced)\s+version\s+of"
     r"|(?:this|the)\s+(?:prompt|instruction)\s+(?:now|has\s+been|was|asks|requires|adds)"
     r"|here\s+is\s+(?:a|the|my)\s+(?:rewritten|revised|new|more)\b)", re.I)
