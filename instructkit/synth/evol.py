@@ -85,7 +85,7 @@ def strip_label_echo(text: str, label: str) -> tuple[str, bool]:
 # for ...; the rewritten version adds ...", "Here is a more complex version of the prompt:") copies no
 # label word, yet its output is commentary, not an instruction. WizardLM's rule names only the label words.
 _COMMENTARY = re.compile(
-    r"\b(?:(?:original|given|rewritten|revised|created|new|updated|modified|evolved|previous|above|initial)\s+prompts?"
+    r"\b(?:(?:original|given|rewritten|revised|created|updated|modified|evolved|previous|above|initial)\s+prompts?"
     r"|(?:original|rewritten|revised|evolved)\s+(?:instruction|question|task|version)s?"  # not "the given task"
     r"|(?:more\s+)?(?:complex|challenging|difficult|advanced)\s+version\s+of"
     r"|(?:this|the)\s+(?:prompt|instruction)\s+(?:now|has\s+been|was|asks|requires|adds)"
