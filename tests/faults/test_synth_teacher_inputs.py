@@ -64,7 +64,8 @@ def test_evol_drops_commentary_about_the_original_prompt():
                  "This prompt now requires the answer to use a table."]:
         assert eliminate_by_prompt(text) is not None, text
     for text in ["Write a sonnet about autumn that uses an ABAB rhyme scheme and mentions three trees.",
-                 "Given the table below, compute the average price per region and explain the outliers."]:
+                 "Given the table below, compute the average price per region and explain the outliers.",
+                 "Answer the given question using the table below.", "Write a new prompt for an image generator."]:
         assert eliminate_by_prompt(text) is None, text
 
 
