@@ -2,11 +2,15 @@
 appends them as they finish (a crash keeps what was sampled)."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
-from synth_fakes import Sampler
 
 from instructkit.synth.preferences import PreferencesConfig, run_preferences
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # synth_fakes, whatever pytest's import mode
+from synth_fakes import Sampler  # noqa: E402
 
 
 class FirstLonger:

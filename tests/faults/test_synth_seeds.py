@@ -2,16 +2,19 @@
 Magpie responses, self-instruct, preferences), distinct between neighbouring prompts and between runs."""
 
 import json
+import sys
+from pathlib import Path
 
-from synth_fakes import Recording, Sampler
-
-from instructkit.models.tiny import make_tiny_tokenizer
 from instructkit.config.synth import EvolConfig, MagpieConfig, MultiTurnConfig, SelfInstructConfig
+from instructkit.models.tiny import make_tiny_tokenizer
 from instructkit.synth.evol import evolve
 from instructkit.synth.magpie import magpie
 from instructkit.synth.multiturn import expand
 from instructkit.synth.self_instruct import self_instruct
 from instructkit.synth.teacher import Teacher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # synth_fakes, whatever pytest's import mode
+from synth_fakes import Recording, Sampler  # noqa: E402
 
 SEEDS = [{"id": f"s{i}", "instruction": f"Explain topic number {i} to a student in simple words.", "input": "",
           "output": "ok"} for i in range(6)]

@@ -2,13 +2,16 @@
 detects classification tasks, writes their instances output-first, and shuffles the machine tasks in."""
 
 import random
+import sys
+from pathlib import Path
 
-from synth_fakes import Recording
-
-from instructkit.lm.api import GenerateResult
 from instructkit.config.synth import SelfInstructConfig
+from instructkit.lm.api import GenerateResult
 from instructkit.synth.self_instruct import self_instruct
 from instructkit.synth.teacher import Teacher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # synth_fakes, whatever pytest's import mode
+from synth_fakes import Recording  # noqa: E402
 
 SEEDS = [{"id": f"s{i}", "instruction": ins, "input": inp, "output": out, "is_classification": clf}
          for i, (ins, inp, out, clf) in enumerate([
