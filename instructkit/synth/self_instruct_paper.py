@@ -68,8 +68,15 @@ def clf_prompt(instruction: str, shots: list[dict[str, Any]]) -> str:
 
 
 def parse_is_clf(text: str) -> bool | None:
+    """Yes/No first; else a sentence that says it ("The task is not a classification task"); else None."""
     m = re.match(r"[\s*_\"'`]*(yes|no)\b", text, re.I)
-    return None if m is None else m.group(1).lower() == "yes"
+    if m:
+        return m.group(1).lower() == "yes"
+    if re.search(r"\b(?:is\s+not|isn't|not)\s+(?:a\s+|an?\s+\w+\s+)?classification\b", text, re.I):
+        return False
+    if re.search(r"\bis\s+(?:a\s+|an?\s+\w+\s+)?classification\b", text, re.I):
+        return True
+    return None
 
 
 def instance_prompt(instruction: str, is_clf: bool, shots: list[dict[str, Any]]) -> str:
@@ -110,7 +117,9 @@ def parse_instances(text: str, is_clf: bool) -> list[tuple[str, str]]:
         return out
     if _EXAMPLE.search(text):
         return [_input_output(b) for b in _EXAMPLE.split(text) if b.strip()]
-    return [_input_output(text)] if _OUT.search(text) else []
+    # no marker at all: the prompt allows "generate the output directly" for a task without input, so the
+    # text is that output (the paper's parser returns nothing here; small teachers rarely write "Output:")
+    return [_input_output(text)] if text.strip() else []
 
 
 def clean_instances(pairs: list[tuple[str, str]], truncated: bool, rep: Any) -> list[tuple[str, str]]:

@@ -105,3 +105,16 @@ def test_paper_style_keeps_several_instances_when_asked():
         by_task.setdefault(it["instruction"], set()).add(it["output"])
     assert by_task and all(v == {"Positive", "Negative"} for v in by_task.values())
     assert rep.counts["extra_instances"] == len(items) - rep.counts["kept"]
+
+
+def test_paper_parsers_read_small_teacher_answers():
+    from instructkit.synth.self_instruct_paper import parse_instances, parse_is_clf
+
+    assert [parse_is_clf(t) for t in ("Yes", "no.", "The task is not a classification task.",
+                                      "This task is a classification task.", "Task: Is it?")] == [True, False, False,
+                                                                                                   True, None]
+    assert parse_instances("Class label: Spam\nEmail: Win now!\nClass label: Not spam\nEmail: Lunch at 1?\n\n"
+                           "Task: another one", True) == [("Email: Win now!", "Spam"), ("Email: Lunch at 1?", "Not spam")]
+    assert parse_instances("Example 1\nList: [3, 1]\nOutput: [1, 3]\nExample 2\nInput: [2, 9, 4]\nOutput: [2, 4, 9]",
+                           False) == [("List: [3, 1]", "[1, 3]"), ("[2, 9, 4]", "[2, 4, 9]")]
+    assert parse_instances("print(random.randint(1, 100))", False) == [("", "print(random.randint(1, 100))")]
