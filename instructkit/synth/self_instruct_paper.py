@@ -122,16 +122,22 @@ def parse_instances(text: str, is_clf: bool) -> list[tuple[str, str]]:
     return [_input_output(text)] if text.strip() else []
 
 
+def _instance_drop(rep: Any, why: str, example: Any = None) -> None:
+    """An instance-level count (``instances_dropped:*``): an instruction has several instances, so these are
+    kept apart from the instruction-level drops, whose sum with ``kept`` is ``parsed``."""
+    rep.drop("instances_dropped:" + why.removeprefix("instance_"), example)
+
+
 def clean_instances(pairs: list[tuple[str, str]], truncated: bool, rep: Any) -> list[tuple[str, str]]:
     """The paper's instance filters, each drop counted."""
     if truncated and pairs:  # cut at the token limit: the last instance is unfinished
+        _instance_drop(rep, "truncated_at_max_tokens", pairs[-1][1][-200:])
         pairs = pairs[:-1]
-        rep.drop("instance_truncated_at_max_tokens")
     kept = []
     for inp, out in pairs:
         why = instance_problem(inp, out)
         if why:
-            rep.drop(why, [inp[:100], out[:200]])
+            _instance_drop(rep, why, [inp[:100], out[:200]])
             continue
         kept.append((inp, out))
     by_input: dict[str, set[str]] = {}
@@ -139,11 +145,12 @@ def clean_instances(pairs: list[tuple[str, str]], truncated: bool, rep: Any) -> 
         if inp:
             by_input.setdefault(inp, set()).add(out)
     if any(len(v) > 1 for v in by_input.values()):  # one input, two answers: the task is ill-posed
-        rep.drop("instances_same_input_different_output", kept[0][0][:100])
+        for _ in kept:
+            _instance_drop(rep, "same_input_different_output", kept[0][0][:100])
         return []
     uniq = list(dict.fromkeys(kept))
     for _ in range(len(kept) - len(uniq)):
-        rep.drop("instance_duplicate")
+        _instance_drop(rep, "duplicate")
     return uniq
 
 
@@ -178,7 +185,8 @@ def paper_instances(cands: list[tuple[dict, dict]], seeds: list[dict[str, Any]],
             continue
         truncated = bool(res.n_tokens) and res.n_tokens[0] >= reqs[i].max_new_tokens
         pairs = clean_instances(pairs, truncated, rep)
-        if not pairs:
+        if not pairs:  # the instruction-level drop; why each instance went is in instances_dropped:*
+            rep.drop("no_usable_instance", it["instruction"])
             continue
         rng = random.Random(f"{cfg.seed}/{rnd}/{i}/pick")  # the paper keeps a random sample of <= 5 instances
         pairs = rng.sample(pairs, min(len(pairs), cfg.instances_per_task))

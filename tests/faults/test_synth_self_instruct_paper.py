@@ -81,6 +81,10 @@ def test_paper_style_classifies_and_generates_output_first():
     assert all(it["provenance"]["is_classification"] for it in clf)
     assert all(it["output"].startswith("Once upon a time") and not it["provenance"]["is_classification"] for it in gen)
     assert rep.counts["classification_tasks"] > 0 and rep.counts["generation_tasks"] > 0
+    # exact instruction ledger: parsed = kept + instruction-level drops (instance-level counts kept apart)
+    c = rep.counts
+    assert c["parsed"] == c["kept"] + sum(c[k] for k in rep.dropped if not k.startswith("instances_dropped:")
+                                          and k not in ("parse:empty_response", "parse:empty_instruction"))
     prompts = [r.messages[-1]["content"] for r in fake.requests]
     assert any(p.startswith("Given the classification task definition") for p in prompts)
     # the 2 machine tasks are shuffled among the 6 seeds, not always the last two lines
