@@ -143,7 +143,10 @@ def report(ctx: Any, cfg: Any) -> dict:
     """One table over every input: eval stages' scores (value ± 95% CI) and held-out reports' clusters.
 
     Inputs named ``MODEL/SETTING`` (e.g. ``cot/few-shot CoT``) also get one table per task with a row per
-    model and a column per setting - the layout of the Flan 2022 CoT ablation."""
+    model and a column per setting - the layout of the Flan 2022 CoT ablation. Training and preference-pair
+    inputs get a "Stages" list (steps, loss, reward margin/accuracy; pairs and their counts)."""
+    from instructkit.pipeline.report_stages import stage_lines, stage_rows
+
     rows = []
     for label, outs in ctx.inputs.items():
         if not isinstance(outs, dict):
@@ -171,8 +174,10 @@ def report(ctx: Any, cfg: Any) -> dict:
         ch = "" if r.get("chance") is None else f"{r['chance']:.3f}"
         lines.append(f"| {r['run']} | {r['task']} | {r['format']} | {r['n']} | {r['metric']} | {v} | {ci} | {ch} |")
     lines += _pivot(rows)
+    stages = stage_rows(ctx.inputs)  # training runs (steps, loss, reward margin) and preference pairs
+    lines += stage_lines(stages)
     (ctx.out / "report.md").write_text("\n".join(lines) + "\n")
-    (ctx.out / "report.json").write_text(json.dumps({"name": cfg.name, "rows": rows}, indent=1))
+    (ctx.out / "report.json").write_text(json.dumps({"name": cfg.name, "rows": rows, "stages": stages}, indent=1))
     ctx.console.print("\n".join(lines[4:]), highlight=False, markup=False)
     return {"report": str(ctx.out / "report.md"), "json": str(ctx.out / "report.json"), "rows": len(rows)}
 

@@ -3,7 +3,7 @@
 The eval stage's ``OpenAIModel`` sends requests from a thread pool with plain backoff; a teacher that
 sends tens of thousands of requests to a hosted API needs more: an asyncio/httpx client with a
 concurrency limit, a token bucket on requests *and* tokens per minute, retry with exponential backoff
-on 429/5xx that honours the server's ``Retry-After`` header, a per-request timeout, and results handed
+on 429/5xx with the server's ``Retry-After`` as the floor of each wait, a per-request timeout, and results handed
 back one by one as they arrive (so the cache can persist each answer at once).
 
 It implements the same narrow ``generate(requests)`` interface as every other model.
@@ -85,7 +85,7 @@ def retry_after(headers: Any) -> float | None:
 
 class AsyncEndpoint:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 rpm: float = 0, tpm: float = 0, timeout: float = 60.0, max_retries: int = 4, backoff: float = 1.0,
+                 rpm: float = 0, tpm: float = 0, timeout: float = 60.0, max_retries: int = 6, backoff: float = 1.0,
                  max_backoff: float = 60.0, transport: Any = None):
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
@@ -140,7 +140,8 @@ class AsyncEndpoint:
                         raise EndpointError(f"{url} refused the request ({last})")
                     raise RequestFailed(last)
                 ra = retry_after(resp.headers)
-                wait = min(self.max_backoff, ra) if ra is not None else wait
+                if ra is not None:  # the floor of the backoff, not a replacement: a busy server that keeps
+                    wait = max(wait, min(self.max_backoff, ra))  # saying "1 s" must not exhaust the retries in 4 s
             if attempt < self.max_retries:
                 self.usage["retries"] += 1
                 await asyncio.sleep(wait)

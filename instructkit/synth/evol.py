@@ -5,7 +5,8 @@ Each round, every instruction in the pool is rewritten by one operation (sampled
 the rewrite may add only 10-20 words) or in-breadth (a new, rarer prompt in the same domain). An
 evolution is eliminated when (1) the teacher judges it *equal* to its parent (no information gain),
 (2) its response is short (< 80 words) and says sorry, (3) its response is only punctuation and stop
-words, or (4) it copies the prompt's scaffolding ("given prompt", "rewritten prompt", ...). A failed
+words, or (4) it copies the prompt's scaffolding ("given prompt", "rewritten prompt", ...) or comments on
+the rewrite instead of being one ("the original prompt asks ...", "a more complex version of ..."). A failed
 evolution puts its parent back into the pool for the next round; a survivor replaces it. Every item
 carries its lineage (root id, parent id, operation, round).
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 _DEPTH = """I want you to act as a prompt rewriter. Rewrite the given prompt into a more complex version that famous AI systems (such as ChatGPT and GPT-4) find harder to handle, while a person can still understand it and answer it. Keep every non-text part of the given prompt, such as tables and code, and keep the input it contains.
 How to rewrite: {how}
@@ -79,12 +81,25 @@ def strip_label_echo(text: str, label: str) -> tuple[str, bool]:
     return text[m.end():].strip(), True
 
 
+# Rule 4, widened: a teacher that talks *about* the rewrite instead of writing it ("The original prompt asks
+# for ...; the rewritten version adds ...", "Here is a more complex version of the prompt:") copies no
+# label word, yet its output is commentary, not an instruction. WizardLM's rule names only the label words.
+_COMMENTARY = re.compile(
+    r"\b(?:(?:original|given|rewritten|revised|created|updated|modified|evolved|previous|above|initial)\s+prompts?"
+    r"|(?:original|rewritten|revised|evolved)\s+(?:instruction|question|task|version)s?"  # not "the given task"
+    r"|(?:more\s+)?(?:complex|challenging|difficult|advanced)\s+version\s+of"
+    r"|(?:this|the)\s+(?:prompt|instruction)\s+(?:now|has\s+been|was|asks|requires|adds)"
+    r"|here\s+is\s+(?:a|the|my)\s+(?:rewritten|revised|new|more)\b)", re.I)
+
+
 def eliminate_by_prompt(evolved: str) -> str | None:
     """Rule 4 (and an empty rewrite): the reason, or None."""
     if not evolved.strip():
         return "empty_evolution"
     low = evolved.lower()
-    return "rule4_copies_scaffolding" if any(s in low for s in SCAFFOLD) else None
+    if any(s in low for s in SCAFFOLD):
+        return "rule4_copies_scaffolding"
+    return "rule4_commentary_about_prompt" if _COMMENTARY.search(evolved) else None
 
 
 def eliminate_by_response(response: str) -> str | None:
@@ -121,8 +136,9 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
         ops = [random.Random(f"{cfg.seed}/{rnd}/{p['id']}").choice(cfg.ops) for p in pool]
         prompts = [(_BREADTH.format(instruction=p["instruction"]) if op == "breadth" else
                     _DEPTH.format(how=_HOW[op], instruction=p["instruction"])) for p, op in zip(pool, ops)]
-        res = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}], seed=cfg.seed * 1009 + rnd,
-                                                **sampling) for t in prompts], desc=f"evolve round {rnd}")
+        res = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}],
+                                                seed=derive_seed(cfg.seed, "evolve", rnd, k, p["id"]), **sampling)
+                                for k, (t, p) in enumerate(zip(prompts, pool))], desc=f"evolve round {rnd}")
         elim: dict[str, int] = {}
         n_echo = 0
         cands = []
@@ -157,8 +173,9 @@ def evolve(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
             cands = nxt
         responses: list[Any] = [None] * len(cands)
         if cfg.respond and cands:
-            responses = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}], seed=cfg.seed * 1009 + rnd,
-                                                          **sampling) for _, _, t in cands], desc=f"respond round {rnd}")
+            responses = teacher.generate([GenerateRequest(messages=[{"role": "user", "content": t}],
+                                                          seed=derive_seed(cfg.seed, "respond", rnd, p["id"]), **sampling)
+                                          for p, _, t in cands], desc=f"respond round {rnd}")
         survivors: dict[str, dict[str, Any]] = {}
         for (p, op, text), resp in zip(cands, responses):
             if cfg.respond:

@@ -68,21 +68,6 @@ def parse_task_list(text: str) -> tuple[list[str], list[str]]:
     return [f for f in found if f], (["empty_instruction"] * sum(1 for f in found if not f))
 
 
-def parse_instance(text: str) -> tuple[dict[str, str] | None, str | None]:
-    """``Input: ... Output: ...`` -> ``{input, output}`` (paper-style instance generation)."""
-    om = _OUTPUT.search(text)
-    if om is None:
-        return None, "no_output_field"
-    im = _INPUT.search(text[: om.start()])
-    inp = _clean(text[im.end(): om.start()]) if im else ""
-    out = _clean(text[om.end():])
-    if _NOINPUT.match(inp):
-        inp = ""
-    if not out:
-        return None, "empty_output"
-    return {"input": inp, "output": out}, None
-
-
 _NEEDS_INPUT = re.compile(r"\b(the following|given|below|this (text|sentence|paragraph|passage|list|code|email|article)"
                           r"|these (sentences|words|numbers|items))\b", re.I)
 
@@ -153,3 +138,36 @@ def contamination_index(refs: list[str]) -> set[int]:
 
 def words(x: Any) -> int:
     return len(str(x).split())
+
+
+# -- instances (self-instruct prepare_for_finetuning.py, plus degenerate-output checks) -------------------
+_REPEAT_UNIT = re.compile(r"(.{2,40}?)(?:\s*\1){7,}", re.S)  # one unit 8+ times in a row: "la la la ..."
+
+
+def is_repetitive(text: str, n: int = 3, min_words: int = 24, max_dup_share: float = 0.5) -> bool:
+    """A repetition loop: a short unit repeated 8+ times in a row, or (from 24 words on) more than half of
+    the word trigrams are repeats of earlier ones (a small teacher that loops until max_new_tokens)."""
+    if any(any(ch.isalpha() for ch in m.group(1)) for m in _REPEAT_UNIT.finditer(text)):  # not "000000"
+        return True
+    w = text.lower().split()
+    if len(w) < min_words:
+        return False
+    grams = [tuple(w[i: i + n]) for i in range(len(w) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) > max_dup_share
+
+
+def instance_problem(inp: str, out: str) -> str | None:
+    """Why an (input, output) instance is unusable, or None. The paper drops input == output, an empty
+    output and a field ending with ':' (an unfinished generation); we also drop fields with no letter or
+    digit (``input: "["``) and repetition loops."""
+    if not out.strip():
+        return "instance_empty_output"
+    if inp.strip() == out.strip():
+        return "instance_input_equals_output"
+    if inp.strip().endswith(":") or out.strip().endswith(":"):
+        return "instance_unfinished_colon"
+    if (inp.strip() and not any(ch.isalnum() for ch in inp)) or not any(ch.isalnum() for ch in out):
+        return "instance_degenerate_no_text"
+    if is_repetitive(inp) or is_repetitive(out):
+        return "instance_repetitive"
+    return None

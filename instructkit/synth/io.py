@@ -57,15 +57,18 @@ def load_seed_tasks(path: str | Path) -> list[dict[str, Any]]:
             raise DataError("missing or non-string output", path=str(p), line=line, field=fld, reason="missing_field")
         if not isinstance(inp, str):
             raise DataError("input must be a string", path=str(p), line=line, field="input", reason="wrong_type")
+        clf = rec.get("is_classification")
         tasks.append({"id": str(rec.get("id", f"seed_{line}")), "instruction": ins.strip(), "input": inp.strip(),
-                      "output": out.strip()})
+                      "output": out.strip(), "is_classification": clf if isinstance(clf, bool) else None})
     if not tasks:
         raise DataError("no seed tasks", path=str(p), reason="empty")
     return tasks
 
 
 def load_instructions(path: str | Path) -> list[dict[str, Any]]:
-    """Instructions to evolve/expand: ``{id, instruction}`` from seed/Alpaca/messages/ShareGPT files or text."""
+    """Instructions to evolve/expand: ``{id, instruction}`` from seed/Alpaca/messages/ShareGPT files or text.
+    An input (Alpaca ``input``, self-instruct ``instances[0].input``) follows the instruction after a blank
+    line, as the training data renders it: "the given pairs" arrive with the pairs."""
     p = Path(path)
     if p.suffix in (".txt", ".md") and p.is_file():
         lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines()]
@@ -85,7 +88,16 @@ def load_instructions(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(rec, dict) or not isinstance(rec.get("instruction"), str):
             raise DataError("expected 'instruction' (or messages/conversations)", path=str(p), line=line,
                             field="instruction", reason="missing_field")
-        inp = rec.get("input") or ""
+        inp = rec.get("input")
+        if inp is None and "instances" in rec:  # self-instruct: the task's input is its first instance's
+            inst = rec["instances"]
+            if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
+                raise DataError("expected a non-empty list of {input, output}", path=str(p), line=line,
+                                field="instances", reason="wrong_type")
+            inp = inst[0].get("input")
+        if inp is not None and not isinstance(inp, str):
+            raise DataError("input must be a string", path=str(p), line=line, field="input", reason="wrong_type")
+        inp = inp or ""
         text = rec["instruction"].strip() + (f"\n\n{inp.strip()}" if isinstance(inp, str) and inp.strip() else "")
         out.append({"id": str(rec.get("id", f"line_{line}")), "instruction": text})
     if not out:

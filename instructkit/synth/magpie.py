@@ -14,6 +14,7 @@ from typing import Any
 from instructkit.errors import InstructkitError
 from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 SENTINEL = "\u2063MAGPIE_SENTINEL_7f3a\u2063"
 
@@ -49,7 +50,7 @@ def magpie(cfg: Any, teacher: Any, tokenizer: Any, tcfg: Any) -> tuple[list[dict
     rep.extra["stop"] = stop
     temp = tcfg.temperature if tcfg.temperature > 0 else 1.0  # greedy would give one instruction n times
     reqs = [GenerateRequest(prompt=pre, temperature=temp, top_p=tcfg.top_p, max_new_tokens=tcfg.max_new_tokens,
-                            stop=stop, seed=cfg.seed * 100003 + i) for i in range(cfg.n)]
+                            stop=stop, seed=derive_seed(cfg.seed, "instruction", i)) for i in range(cfg.n)]
     res = teacher.generate(reqs, desc="magpie instructions")
     seen: set[str] = set()
     items = []
@@ -73,7 +74,8 @@ def magpie(cfg: Any, teacher: Any, tokenizer: Any, tcfg: Any) -> tuple[list[dict
         sys = [{"role": "system", "content": cfg.system}] if cfg.system else []
         ans = teacher.generate([GenerateRequest(messages=sys + [{"role": "user", "content": it["instruction"]}],
                                                 temperature=tcfg.temperature, top_p=tcfg.top_p,
-                                                max_new_tokens=tcfg.max_new_tokens, seed=cfg.seed)
+                                                max_new_tokens=tcfg.max_new_tokens,
+                                                seed=derive_seed(cfg.seed, "response", it["id"]))
                                 for it in items], desc="magpie responses")
         kept = []
         for it, a in zip(items, ans):

@@ -15,6 +15,7 @@ from typing import Any
 
 from instructkit.lm.api import GenerateRequest
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 FOLLOW_UP = """Below is a conversation between a curious user and an AI assistant. Write the user's next message: a natural follow-up that asks for more depth, a clarification, an example, or a related harder question, building on the assistant's last answer. Write only the user's message, nothing else.
 
@@ -32,10 +33,12 @@ def _transcript(msgs: list[dict[str, str]]) -> str:
 def expand(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tuple[list[dict], RunReport]:
     rep = RunReport("multiturn", cfg.model_dump())
     sampling = dict(temperature=tcfg.temperature, top_p=tcfg.top_p, max_new_tokens=tcfg.max_new_tokens)
-    convs = [{"id": s["id"], "messages": [{"role": "user", "content": s["instruction"]}], "open": True} for s in seeds]
+    convs = [{"id": s["id"], "k": k, "messages": [{"role": "user", "content": s["instruction"]}], "open": True}
+             for k, s in enumerate(seeds)]
     for turn in range(cfg.turns):
         live = [c for c in convs if c["open"]]
-        ans = teacher.generate([GenerateRequest(messages=c["messages"], seed=cfg.seed * 1009 + turn, **sampling)
+        ans = teacher.generate([GenerateRequest(messages=c["messages"], **sampling,
+                                                seed=derive_seed(cfg.seed, "answer", turn, c["k"], c["id"]))
                                 for c in live], desc=f"turn {turn + 1} answers")
         for c, a in zip(live, ans):
             text = a.texts[0].strip() if a is not None else ""
@@ -50,7 +53,8 @@ def expand(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any) -> tu
         live = [c for c in convs if c["open"]]
         fus = teacher.generate([GenerateRequest(messages=[{"role": "user", "content":
                                                            FOLLOW_UP.format(transcript=_transcript(c["messages"]))}],
-                                                seed=cfg.seed * 1009 + turn + 500, **sampling) for c in live],
+                                                seed=derive_seed(cfg.seed, "follow_up", turn, c["k"], c["id"]),
+                                                **sampling) for c in live],
                                desc=f"turn {turn + 2} questions")
         for c, f in zip(live, fus):
             q = _PREFIX.sub("", f.texts[0]).strip() if f is not None else ""

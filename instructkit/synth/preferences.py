@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -60,16 +59,46 @@ class PreferencesConfig(Section):
         return check_swap_field(v, info) if info.data.get("ranker") == "judge" else v
 
 
-def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: PreferencesConfig) -> list[list[str]]:
-    from instructkit.lm.api import GenerateRequest
+class LazyPolicy:
+    """The policy, built on first use: a rerun whose samples are all cached loads no model. Its cache
+    fingerprint is the reference plus, for a local folder, each weight/config file's name, size and mtime
+    (a model retrained into the same folder is a different policy)."""
 
-    out: list[list[str]] = []
-    for i in range(0, len(prompts), cfg.batch_size):
-        reqs = [GenerateRequest(messages=[{"role": "user", "content": p}], max_new_tokens=cfg.max_new_tokens,
-                                temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n, seed=cfg.seed + i + k)
-                for k, (_, p) in enumerate(prompts[i:i + cfg.batch_size])]
-        out += [list(r.texts) for r in backend.generate(reqs)]
-    return out
+    def __init__(self, ref: str, make: Any):
+        self.ref, self._make, self._lm = ref, make, None
+        self.name = ref
+        stamp: list[Any] = [ref]
+        folder = Path(ref)
+        if folder.is_dir():
+            stamp += [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir())
+                      if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".gguf", ".model")]
+        elif folder.is_file():
+            stamp.append((folder.stat().st_size, folder.stat().st_mtime_ns))
+        self.fingerprint = "policy:" + json.dumps(stamp, default=str)
+
+    def generate(self, requests: Any) -> Any:
+        if self._lm is None:
+            self._lm = self._make(self.ref)
+        return self._lm.generate(requests)
+
+
+def sample_answers(backend: Any, prompts: list[tuple[str, str]], cfg: PreferencesConfig,
+                   cache: str | Path | None = None) -> tuple[list[list[str] | None], dict[str, Any]]:
+    """N answers per prompt (``None`` where the backend failed, asked again on the next run) and usage.
+
+    Every request carries its own seed, derived from the run seed and the prompt (id, text), and goes
+    through the synth teacher's crash-safe cache: keyed by the model's fingerprint, the messages, n,
+    temperature, top_p, max_new_tokens and the seed, appended and fsynced as each batch finishes. A rerun
+    with other settings, another model or other prompts asks again instead of reusing stale answers."""
+    from instructkit.lm.api import GenerateRequest
+    from instructkit.synth.teacher import Teacher, derive_seed
+
+    teacher = Teacher(backend, cache, batch_size=cfg.batch_size, progress=False)
+    reqs = [GenerateRequest(messages=[{"role": "user", "content": p}], max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n,
+                            seed=derive_seed(cfg.seed, "preferences", pid, p)) for pid, p in prompts]
+    res = teacher.generate(reqs, desc="samples")
+    return [list(r.texts) if r is not None else None for r in res], teacher.report()
 
 
 def rank_with_judge(prompts: list[tuple[str, str]], answers: list[list[str]], cfg: PreferencesConfig, out: Path,
@@ -135,15 +164,17 @@ def run_preferences(cfg: PreferencesConfig, out: str | Path) -> dict[str, Any]:
     prompts, skipped = read_prompts(cfg.prompts, cfg.limit)
     if not prompts:
         raise InstructkitError(f"{cfg.prompts}: no usable prompt (skipped: {dict(skipped)})")
-    samples_file = out / "samples.jsonl"
-    if samples_file.is_file():  # resume: sampling is the slow part
-        answers = [r["answers"] for r in read_jsonl(samples_file)]
-    else:
-        random.seed(cfg.seed)
-        answers = sample_answers(backends.make_backend(cfg.model), prompts, cfg)
-        samples_file.write_text("".join(json.dumps({"id": pid, "prompt": p, "answers": a}, ensure_ascii=False) + "\n"
-                                        for (pid, p), a in zip(prompts, answers)))
-    stats: Counter = Counter(prompts=len(prompts), samples=sum(len(a) for a in answers))
+    # resume: answers come from the cache (OUT/samples.jsonl) only for the same model, settings and prompt
+    got, usage = sample_answers(LazyPolicy(cfg.model, backends.make_backend), prompts, cfg, out / "samples.jsonl")
+    failed = [i for i, a in enumerate(got) if a is None]
+    prompts = [x for i, x in enumerate(prompts) if got[i] is not None]
+    answers = [a for a in got if a is not None]
+    if not answers:
+        raise InstructkitError(f"{cfg.model}: sampling failed for all {len(got)} prompts "
+                               f"({usage['failure_examples'][:1]}); rerun the same command to retry")
+    stats: Counter = Counter(prompts=len(prompts), samples=sum(len(a) for a in answers),
+                             samples_from_cache=usage["cache_hits"] * cfg.n)
+    stats["prompt_sampling_failed"] = len(failed)  # asked again on the next run
     stats.update({f"prompt_skipped_{k}": v for k, v in skipped.items()})
     # identical samples make no comparison: keep one of each per prompt, count the rest
     uniq = []

@@ -57,6 +57,13 @@ class RunReport:
     def markdown(self, d: dict[str, Any]) -> str:
         L = [f"# synth {self.method} report", "", "## Counts", "", "| what | count |", "|---|---|"]
         L += [f"| {k} | {v} |" for k, v in sorted(d["counts"].items(), key=lambda kv: (kv[0] != "kept", kv[0]))]
+        led = d.get("ledger")
+        if led:  # two exact ledgers (ShareGPT): conversations in = kept + drops, and pieces written
+            cv = led["conversations"]
+            L += ["", f"## Conversations: read {cv['read']} = kept {cv['kept']} + dropped "
+                  f"{sum(cv['dropped'].values())}" + ("" if cv["balanced"] else " (DOES NOT BALANCE)"), "",
+                  "| dropped because | conversations |", "|---|---|"] + [f"| {k} | {v} |" for k, v in cv["dropped"].items()]
+            L += ["", "## Pieces", "", "| what | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in led["pieces"].items()]
         if d["rounds"]:
             keys = list(d["rounds"][0].keys())
             L += ["", "## Rounds", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

@@ -3,8 +3,9 @@
 * ``alpaca``: each request shows 3 sampled seed tasks (instruction, input, output) and asks the teacher
   for the rest of a 20-item numbered list in the same format; one request yields many full tasks.
 * ``paper``: each request shows 8 instructions (6 human seeds + 2 machine-generated once the pool has
-  some) and asks for more instructions; a second request per kept instruction writes an instance
-  (input, output).
+  some, shuffled together) and asks for more instructions; then, as the paper: the teacher says whether
+  each instruction is a classification task, and writes its instances output-first (classification) or
+  input-first (:mod:`instructkit.synth.self_instruct_paper`).
 
 Every parsed instruction passes the filters in :mod:`instructkit.synth.filters` (ROUGE-L novelty
 against the whole pool, seeds included, blacklist, length, punctuation/non-ASCII start, missing input,
@@ -19,9 +20,11 @@ from typing import Any
 
 from instructkit.errors import InstructkitError
 from instructkit.lm.api import GenerateRequest
-from instructkit.synth.filters import InstructionFilter, contamination_index, parse_alpaca_list, parse_instance, parse_task_list
+from instructkit.synth.filters import (InstructionFilter, contamination_index, instance_problem, parse_alpaca_list,
+                                       parse_task_list)
 from instructkit.synth.io import alpaca_messages
 from instructkit.synth.report import RunReport
+from instructkit.synth.teacher import derive_seed
 
 ALPACA_PROMPT = """Write {n} varied task instructions that a capable AI assistant will be asked to complete, each with an optional input and a good answer.
 
@@ -43,11 +46,6 @@ PAPER_PROMPT = """Here is a list of tasks that people ask an AI assistant to do.
 {examples}
 Task {next}:"""
 
-INSTANCE_PROMPT = """Write one example for the task below. If the task needs an input, write "Input:" followed by a concrete input; otherwise write "Input: <noinput>". Then write "Output:" followed by the correct answer.
-
-Task: {instruction}"""
-
-
 def _alpaca_examples(tasks: list[dict[str, Any]]) -> str:
     blocks = []
     for i, t in enumerate(tasks, 1):
@@ -68,6 +66,7 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
     if k > len(seeds):
         raise InstructkitError(f"{cfg.seeds}: {len(seeds)} seed tasks, but the prompt needs {k} (num_prompt_seeds)")
     kept: list[dict[str, Any]] = []
+    kept_extra: list[dict[str, Any]] = []  # paper style, instances_per_task > 1: not counted as instructions
     sampling = dict(temperature=tcfg.temperature, top_p=tcfg.top_p, max_new_tokens=tcfg.max_new_tokens)
     for rnd in range(cfg.max_rounds):
         if len(kept) >= cfg.num_instructions:
@@ -80,9 +79,11 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
             if cfg.style == "alpaca":
                 prompt = ALPACA_PROMPT.format(n=cfg.tasks_per_request, examples=_alpaca_examples(shown), next=k + 1)
             else:
-                lines = [f"Task {i}: {t['instruction']}" for i, t in enumerate(shown + machine, 1)]
+                shuffled = shown + machine
+                rng.shuffle(shuffled)  # the paper shuffles: machine tasks are not always the last two
+                lines = [f"Task {i}: {t['instruction']}" for i, t in enumerate(shuffled, 1)]
                 prompt = PAPER_PROMPT.format(m=cfg.tasks_per_request, examples="\n".join(lines), next=len(lines) + 1)
-            reqs.append(GenerateRequest(messages=[{"role": "user", "content": prompt}], seed=cfg.seed * 100003 + rnd * 1009 + j,
+            reqs.append(GenerateRequest(messages=[{"role": "user", "content": prompt}], seed=derive_seed(cfg.seed, "tasks", rnd, j),
                                         **sampling))
             prov.append({"round": rnd, "request": j, "seed_ids": [t["id"] for t in shown],
                          "machine_ids": [t["id"] for t in machine]})
@@ -107,9 +108,11 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
             for f in fails:
                 rep.drop("parse:" + f, text[:300])
             rep.counts["parsed"] += len(items)
+            if cfg.style == "alpaca":  # counted as parsed, then as dropped: parsed = kept + drops holds
+                items = _usable(items, res, reqs[pv["request"]].max_new_tokens, rep)
             candidates += [(it, pv) for it in items]
         if cfg.style == "paper":
-            candidates = _paper_instances(candidates, flt, teacher, rep, cfg, rnd, sampling)
+            candidates = _paper_instances(candidates, seeds, teacher, rep, cfg, rnd, sampling)
         for it, pv in candidates:
             if len(kept) >= cfg.num_instructions:
                 rep.drop("over_target")
@@ -120,21 +123,45 @@ def self_instruct(cfg: Any, teacher: Any, seeds: list[dict[str, Any]], tcfg: Any
                 rep.drop(reason, ex)
                 continue
             flt.accept(it["instruction"], it["input"])
-            item = dict(id=f"si_{rnd}_{pv['request']}_{len(kept)}", **it,
-                        messages=alpaca_messages(it["instruction"], it["input"], it["output"]),
-                        provenance=dict(pv, method="self-instruct", style=cfg.style, teacher=teacher.name, **sampling))
-            kept.append(item)
+            more, clf = it.pop("more", []), it.pop("is_classification", None)
+            prov = dict(pv, method="self-instruct", style=cfg.style, teacher=teacher.name, **sampling,
+                        **({} if clf is None else {"is_classification": clf}))
+            iid = f"si_{rnd}_{pv['request']}_{len(kept)}"
+            kept.append(dict(id=iid, **it, messages=alpaca_messages(it["instruction"], it["input"], it["output"]),
+                             provenance=prov))
             rep.keep(it["instruction"])
+            for j, (inp, out) in enumerate(more, 1):  # paper: further instances of the same task
+                kept_extra.append(dict(id=f"{iid}_{j}", instruction=it["instruction"], input=inp, output=out,
+                                       messages=alpaca_messages(it["instruction"], inp, out), provenance=prov))
+                rep.counts["extra_instances"] += 1
         new = [len(x["instruction"].split()) for x in kept[before:]]
         rep.rounds.append({"round": rnd, "requests": len(reqs), "candidates": len(candidates), "kept": len(new),
                            "pool": len(kept), "survival": len(new) / max(1, len(candidates)),
                            "mean_words": sum(new) / len(new) if new else 0.0})
-    return kept, rep
+    return kept + kept_extra, rep
 
 
-def _paper_instances(cands: list[tuple[dict, dict]], flt: InstructionFilter, teacher: Any, rep: RunReport, cfg: Any,
-                     rnd: int, sampling: dict) -> list[tuple[dict, dict]]:
-    """Paper style: instructions are filtered first (cheap), then the teacher writes one instance for each."""
+def _usable(items: list[dict], res: Any, max_new_tokens: int, rep: RunReport) -> list[dict]:
+    """Alpaca style: an answer cut at the token limit loses its last item (unfinished, as the paper's
+    prepare_for_finetuning does); degenerate or repetitive instances are dropped. Each counted."""
+    if items and res.n_tokens and res.n_tokens[0] >= max_new_tokens:
+        rep.drop("instance_truncated_at_max_tokens", items[-1]["output"][-200:])
+        items = items[:-1]
+    keep = []
+    for it in items:
+        why = instance_problem(it["input"], it["output"])
+        if why:
+            rep.drop(why, [it["instruction"], it["input"][:100], it["output"][:200]])
+            continue
+        keep.append(it)
+    return keep
+
+
+def _paper_instances(cands: list[tuple[dict, dict]], seeds: list[dict[str, Any]], teacher: Any, rep: RunReport,
+                     cfg: Any, rnd: int, sampling: dict) -> list[tuple[dict, dict]]:
+    """Paper style: instructions are filtered first (cheap), then classified and given instances."""
+    from instructkit.synth.self_instruct_paper import paper_instances
+
     pre = []
     probe = InstructionFilter(min_words=cfg.min_words, max_words=cfg.max_words, blacklist=cfg.blacklist)
     for it, pv in cands:
@@ -144,16 +171,4 @@ def _paper_instances(cands: list[tuple[dict, dict]], flt: InstructionFilter, tea
             rep.drop(r, it["instruction"])
             continue
         pre.append((it, pv))
-    reqs = [GenerateRequest(messages=[{"role": "user", "content": INSTANCE_PROMPT.format(instruction=it["instruction"])}],
-                            seed=cfg.seed * 100003 + rnd * 1009 + 500 + i, **sampling) for i, (it, _) in enumerate(pre)]
-    out = []
-    for (it, pv), res in zip(pre, teacher.generate(reqs, desc=f"round {rnd} instances") if reqs else []):
-        if res is None:
-            rep.drop("teacher_failed")
-            continue
-        inst, why = parse_instance(res.texts[0])
-        if inst is None:
-            rep.drop("parse:instance_" + str(why), res.texts[0][:300])
-            continue
-        out.append(({"instruction": it["instruction"], **inst}, pv))
-    return out
+    return paper_instances(pre, seeds, teacher, rep, cfg, rnd, sampling)

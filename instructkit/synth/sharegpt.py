@@ -1,14 +1,20 @@
 """ShareGPT cleaning, Vicuna/FastChat practice, with every drop counted by reason.
 
 1. read a JSON list even when truncated (incremental decoding keeps every complete record), or JSONL;
-2. HTML -> markdown with ``markdownify`` where a message holds HTML;
+2. HTML -> markdown (FastChat's conversion) only for messages that *are* HTML, never for code in a
+   markdown message (:mod:`instructkit.synth.sharegpt_text`);
 3. roles normalised; a leading assistant turn and a trailing unanswered user turn are trimmed (counted);
-   empty messages, unknown roles and non-alternating conversations are dropped;
-4. optional language filter (``langdetect``, seeded so it is deterministic);
+   empty messages, unknown roles and non-alternating conversations are dropped; optional FastChat rules:
+   blocked words, blocked responses, too short;
+4. optional language filter (``langdetect``, seeded) on the whole conversation's prose, code removed;
 5. exact duplicates, then near duplicates (MinHash LSH over word 5-shingles, ``datasketch``);
 6. conversations longer than ``max_tokens`` are split at turn boundaries, measured in the real tokens
    of the training chat template (FastChat estimates +6 per message and can emit empty pieces); each
    piece keeps the system prompt; a single turn pair that alone exceeds the limit is dropped (counted).
+
+Two ledgers, each exact: conversations (``read = kept + every drop reason``; a conversation that loses
+every turn pair to the length limit is one ``all_turn_pairs_longer_than_max_tokens`` drop) and pieces
+(``pieces_written``, turn pairs dropped as too long, conversations split).
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from typing import Any, Iterator
 
 from instructkit.errors import DataError
 from instructkit.synth.report import RunReport
+from instructkit.synth.sharegpt_text import blocked_word, has_tag_outside_code, html_to_markdown, is_html, prose
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
          "bing": "assistant", "assistant": "assistant", "system": "system"}
-_HTML = re.compile(r"<(div|p|pre|code|span|br|ol|ul|li|table|h[1-6]|a|b|strong|em|i)\b[^>]*>", re.I)
 
 
 def iter_records(path: str | Path, counts: dict[str, int]) -> Iterator[Any]:
@@ -57,8 +63,10 @@ def iter_records(path: str | Path, counts: dict[str, int]) -> Iterator[Any]:
                     counts["invalid_json_line"] = counts.get("invalid_json_line", 0) + 1
 
 
-def normalise(rec: Any, rep: RunReport) -> dict[str, Any] | None:
-    """Validated ``{id, system, messages}`` or None (the reason counted)."""
+def normalise(rec: Any, rep: RunReport, *, html_roles: tuple[str, ...] = ("assistant",),
+              blocked_words: list[str] | None = None, blocked_responses: list[str] | None = None,
+              min_chars: int = 0) -> dict[str, Any] | None:
+    """Validated ``{id, system, messages}`` or None (the reason counted, once per conversation)."""
     turns = rec.get("conversations") if isinstance(rec, dict) else None
     if not isinstance(turns, list):
         return rep.drop("broken_record", str(rec)[:120])
@@ -68,11 +76,19 @@ def normalise(rec: Any, rep: RunReport) -> dict[str, Any] | None:
         if not isinstance(t, dict) or not isinstance(t.get("value"), str) or t.get("from") not in ROLES:
             return rep.drop("broken_or_unknown_role", cid)
         role, val = ROLES[t["from"]], t["value"]
-        if _HTML.search(val):
-            from markdownify import markdownify
-            val = markdownify(val, heading_style="ATX")
+        if blocked_words and (w := blocked_word(val, blocked_words)):  # FastChat checks the raw text
+            return rep.drop("blocked_words", [cid, w])
+        if role in html_roles and is_html(val):
+            try:
+                val = html_to_markdown(val)
+            except Exception as e:  # bs4 rejects the markup (FastChat: "parser error"): counted, never a crash
+                return rep.drop("html_parser_error", [cid, f"{type(e).__name__}: {e}"[:120]])
             rep.counts["html_converted_messages"] += 1
+        elif "<" in val and has_tag_outside_code(val):
+            rep.counts["tags_in_prose_left_as_is"] += 1  # markdown with a tag in it: not an HTML document
         val = val.strip()
+        if role == "assistant" and blocked_responses and any(val.startswith(b) for b in blocked_responses):
+            return rep.drop("blocked_response", [cid, val[:100]])
         if role == "system":
             if msgs:
                 return rep.drop("system_not_first", cid)
@@ -91,6 +107,8 @@ def normalise(rec: Any, rep: RunReport) -> dict[str, Any] | None:
         return rep.drop("empty_conversation", cid)
     if any(m["role"] != ("user" if k % 2 == 0 else "assistant") for k, m in enumerate(msgs)):
         return rep.drop("non_alternating", cid)
+    if min_chars and sum(len(m["content"]) for m in msgs) < min_chars:
+        return rep.drop("too_short", cid)
     return {"id": cid, "system": system, "messages": msgs}
 
 
@@ -99,6 +117,9 @@ def count_template_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int
     returns a BatchEncoding in transformers 5, whose ``len`` is its number of keys)."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+PAIR_TOO_LONG = "turn_pairs_longer_than_max_tokens"  # piece ledger: turn pairs, not conversations
 
 
 class Splitter:
@@ -125,9 +146,14 @@ class Splitter:
             rep.counts["split_fallback_exact"] += 1
             pieces = self._greedy(pairs, lambda cur, k: self.n_tokens(sys, [m for i in cur + [k] for m in pairs[i]])
                                   <= self.max)
-        for _ in range(len(pairs) - sum(len(p) for p in pieces)):  # a pair alone over the limit
-            rep.drop("turn_pair_longer_than_max_tokens", conv["id"])
-        rep.counts["split_conversations"] += 1
+        lost = len(pairs) - sum(len(p) for p in pieces)  # pairs that alone exceed the limit: piece-level
+        if lost:
+            rep.counts[PAIR_TOO_LONG] += lost
+            ex = rep.dropped.setdefault(PAIR_TOO_LONG, [])
+            if len(ex) < rep.k:
+                ex.append(conv["id"])
+        if pieces:
+            rep.counts["split_conversations"] += 1
         return [{"id": f"{conv['id']}_{j}", "system": sys, "messages": [m for i in p for m in pairs[i]]}
                 for j, p in enumerate(pieces)]
 
@@ -154,6 +180,18 @@ def _shingles(text: str, k: int = 5) -> set[bytes]:
     return {" ".join(w[i: i + k]).encode() for i in range(max(1, len(w) - k + 1))}
 
 
+def detect_language(messages: list[dict[str, str]], detect: Any, min_letters: int = 20) -> str | None:
+    """langdetect's code for the conversation's prose (every message, code removed); None when the prose
+    has fewer than ``min_letters`` letters (a code-only conversation has no language to detect)."""
+    text = "\n".join(prose(m["content"]) for m in messages if m["role"] != "system")
+    if sum(ch.isalpha() for ch in text) < min_letters:
+        return None
+    try:
+        return detect(text)
+    except Exception:  # langdetect.LangDetectException: no features in the text
+        return "unknown"
+
+
 def clean(cfg: Any, tokenizer: Any, progress: bool = True) -> tuple[list[dict], RunReport]:
     from datasketch import MinHash, MinHashLSH
     from tqdm.auto import tqdm
@@ -161,31 +199,37 @@ def clean(cfg: Any, tokenizer: Any, progress: bool = True) -> tuple[list[dict], 
     rep = RunReport("clean-sharegpt", cfg.model_dump())
     read: dict[str, int] = {}
     convs = []
+    opts = dict(html_roles=tuple(cfg.html_roles), blocked_words=cfg.blocked_words,
+                blocked_responses=cfg.blocked_responses, min_chars=cfg.min_chars)
     for n, rec in enumerate(iter_records(cfg.input, read)):
         if cfg.limit and n >= cfg.limit:
             break
         rep.counts["read"] += 1
-        c = normalise(rec, rep)
+        c = normalise(rec, rep, **opts)
         if c is not None:
             convs.append(c)
     rep.counts.update(read)
     if cfg.languages:
-        from langdetect import DetectorFactory, LangDetectException, detect
+        from langdetect import DetectorFactory, detect
         DetectorFactory.seed = 0  # langdetect samples; a fixed seed makes the filter deterministic
         keep = []
         for c in tqdm(convs, desc="language", disable=not progress, leave=False):
-            sample = " ".join(m["content"] for m in c["messages"][:2])[:1000]
-            try:
-                lang = detect(sample)
-            except LangDetectException:
-                lang = "unknown"
-            if lang in cfg.languages:
+            lang = detect_language(c["messages"], detect)
+            if lang is None:
+                rep.counts["language_undetectable_kept"] += 1  # code only: no prose to judge
+                keep.append(c)
+            elif lang in cfg.languages:
                 keep.append(c)
             else:
-                rep.drop(f"language:{lang}", sample[:100])
+                rep.drop(f"language:{lang}", [c["id"], c["messages"][0]["content"][:100]])
         convs = keep
     seen, lsh, unique = set(), MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.num_perm), []
+    ids: set[str] = set()
     for i, c in enumerate(tqdm(convs, desc="dedup", disable=not progress, leave=False)):
+        if c["id"] and c["id"] in ids:  # FastChat drops an id seen before; piece ids derive from it
+            rep.drop("duplicate_id", c["id"])
+            continue
+        ids.add(c["id"])
         text = "\n".join(m["content"] for m in c["messages"])
         h = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
         if h in seen:
@@ -199,12 +243,28 @@ def clean(cfg: Any, tokenizer: Any, progress: bool = True) -> tuple[list[dict], 
             continue
         lsh.insert(str(i), mh)
         unique.append(c)
-    splitter, out = Splitter(tokenizer, cfg.max_tokens), []
+    splitter, items = Splitter(tokenizer, cfg.max_tokens), []
     for c in tqdm(unique, desc="split", disable=not progress, leave=False):
-        out.extend(splitter.split(c, rep))
-    items = []
-    for c in out:
-        msgs = ([{"role": "system", "content": c["system"]}] if c["system"] else []) + c["messages"]
-        items.append({"id": c["id"], "messages": msgs, "provenance": {"method": "clean-sharegpt", "source": str(cfg.input)}})
+        pieces = splitter.split(c, rep)
+        if not pieces:  # every turn pair alone exceeds the limit: the conversation is gone, counted once
+            rep.drop("all_turn_pairs_longer_than_max_tokens", c["id"])
+            continue
         rep.keep(c["messages"][0]["content"][:120])
+        for p in pieces:
+            msgs = ([{"role": "system", "content": p["system"]}] if p["system"] else []) + p["messages"]
+            items.append({"id": p["id"], "messages": msgs,
+                          "provenance": {"method": "clean-sharegpt", "source": str(cfg.input)}})
+    rep.counts["pieces_written"] = len(items)
+    rep.extra["ledger"] = ledger(rep)
     return items, rep
+
+
+def ledger(rep: RunReport) -> dict[str, Any]:
+    """Conversations (``read = kept + drops``, checked) and pieces, from the report's counts."""
+    c = rep.counts
+    drops = {k: c[k] for k in sorted(rep.dropped) if k != PAIR_TOO_LONG}
+    conv = {"read": c["read"], "kept": c["kept"], "dropped": drops,
+            "balanced": c["read"] == c["kept"] + sum(drops.values())}
+    pieces = {"written": c["pieces_written"], "conversations_split": c["split_conversations"],
+              PAIR_TOO_LONG: c[PAIR_TOO_LONG]}
+    return {"conversations": conv, "pieces": pieces}

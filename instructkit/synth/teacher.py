@@ -23,6 +23,14 @@ from instructkit.jsonl import read_log
 from instructkit.lm.api import GenerateRequest, GenerateResult
 
 
+def derive_seed(base: int, *parts: Any) -> int:
+    """A request's own sampling seed from the run seed and what identifies the request (stage, round,
+    item index/id). Hashed, so no two requests share a seed (``seed + i`` collides across neighbouring
+    prompts and across runs with neighbouring seeds) and a rerun asks the same questions."""
+    blob = json.dumps([base, *parts], ensure_ascii=False, default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
+
 def request_key(fingerprint: str, req: GenerateRequest) -> str:
     d = {k: v for k, v in asdict(req).items() if k != "key"}
     return hashlib.sha256(json.dumps([fingerprint, d], sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -60,6 +60,14 @@ class FakeTeacher:
             return "\n".join(f"Task {i}: {_instruction(r)}" for i in range(9, 13))
         if text.startswith("Write one example for the task"):
             return "Input: <noinput>\nOutput: " + " ".join(r.sample(WORDS, 5))
+        if text.rstrip().endswith("Is it classification?"):  # self-instruct paper: classification or not
+            return "Yes" if r.random() < 0.4 else "No"
+        if text.startswith("Given the classification task definition"):  # output-first instances
+            return "\n".join(f"Class label: {lab}\nSentence: " + " ".join(r.sample(WORDS, 6))
+                             for lab in ("Positive", "Negative"))
+        if text.startswith("Come up with examples for the following tasks"):  # input-first instances
+            return "\n".join(f"Example {k}\nText: {' '.join(r.sample(WORDS, 6))}\nOutput: {' '.join(r.sample(WORDS, 5))}"
+                             for k in (1, 2))
         if "#Rewritten Prompt#:" in text or "#Created Prompt#:" in text:
             given = text.split("#Given Prompt#:\n", 1)[1].split("\n\n#", 1)[0]
             k = r.random()

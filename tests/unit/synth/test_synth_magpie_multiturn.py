@@ -41,8 +41,8 @@ class Recorder(FakeTeacher):
     def answer(self, req):
         self.seen.append(req)
         if req.prompt is not None:  # a magpie instruction sample: sometimes too short, sometimes a repeat
-            n = req.seed % 4
-            return ["Hi", "Write a poem about the sea.", "Write a poem about the sea.", f"List {req.seed} prime numbers please."][n]
+            n = sum(r.prompt is not None for r in self.seen) - 1  # the i-th sample (seeds are hashed)
+            return ["Hi", "Write a poem about the sea.", "Write a poem about the sea.", f"List {n} prime numbers please."][n % 4]
         return super().answer(req)
 
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import write_seeds
 from instructkit.errors import DataError, InstructkitError
 from instructkit.config.synth import SelfInstructConfig
-from instructkit.synth.filters import InstructionFilter, parse_alpaca_list, parse_instance, parse_task_list
+from instructkit.synth.filters import InstructionFilter, parse_alpaca_list, parse_task_list
 from instructkit.synth.io import load_seed_tasks
 from instructkit.synth.self_instruct import self_instruct
 from instructkit.synth.teacher import Teacher
@@ -59,9 +59,6 @@ def test_parse_alpaca_list_rejects_incomplete_or_unlabelled():
 def test_parse_task_list_and_instance():
     ins, fails = parse_task_list("Task 9: Write a haiku.\nTask 10: Explain gravity.\n11. Name three rivers.\n12.")
     assert ins == ["Write a haiku.", "Explain gravity.", "Name three rivers."] and fails == []
-    assert parse_instance("Input: <noinput>\nOutput: hello") == ({"input": "", "output": "hello"}, None)
-    assert parse_instance("Output:") == (None, "empty_output")
-    assert parse_instance("blah") == (None, "no_output_field")
 
 
 @pytest.mark.parametrize("instruction,inp,reason", [

@@ -64,10 +64,11 @@ def test_clean_counts_every_drop(sharegpt_file, tmp_path):
     assert c["empty_message"] == 1 and c["non_alternating"] == 1 and c["broken_or_unknown_role"] == 1
     assert c["broken_record"] == 1 and c["empty_conversation"] == 1 and c["language:fr"] == 1
     assert c["trimmed_leading_assistant"] == 1 and c["trimmed_trailing_user"] == 2
-    assert c["html_converted_messages"] == 1 and c["split_conversations"] == 2  # near + long
+    assert c["html_converted_messages"] == 1 and c["split_conversations"] == 1  # long (near loses its only pair)
     ids = [it["id"] for it in items]
-    # 'near' alone is longer than max_tokens: its only turn pair is dropped (counted), so nothing is left of it
-    assert c["turn_pair_longer_than_max_tokens"] == 1
+    # 'near' alone is longer than max_tokens: its only turn pair is dropped, so the conversation is gone (counted)
+    assert c["turn_pairs_longer_than_max_tokens"] == 1
+    assert c["all_turn_pairs_longer_than_max_tokens"] == 1
     assert ids[:4] == ["ok", "html", "lead", "trail"] and all(i.startswith("long_") for i in ids[4:])
     html = items[1]["messages"][1]["content"]
     assert "<div>" not in html and "* one" in html
@@ -79,11 +80,10 @@ def test_clean_counts_every_drop(sharegpt_file, tmp_path):
         assert count_template_tokens(tok, it["messages"]) <= 400
         assert [m["role"] for m in it["messages"][1:]] == ["user", "assistant"] * ((len(it["messages"]) - 1) // 2)
     assert sum(len(it["messages"]) - 1 for it in pieces) == 12  # no turn lost in splitting
-    # nothing silently lost: read = kept conversations + drops
-    drops = sum(v for k, v in c.items() if k in ("exact_duplicate", "near_duplicate", "empty_message", "non_alternating",
-                                                 "broken_or_unknown_role", "broken_record", "empty_conversation",
-                                                 "language:fr", "turn_pair_longer_than_max_tokens"))
-    assert c["read"] == len(ids) - len(pieces) + 1 + drops
+    # nothing silently lost: read = kept conversations + drops (conversation ledger), pieces counted apart
+    led = rep.extra["ledger"]
+    assert led["conversations"]["balanced"] and c["kept"] == 5 and c["pieces_written"] == len(items)
+    assert c["read"] == c["kept"] + sum(led["conversations"]["dropped"].values())
 
 
 def test_turn_pair_longer_than_limit_is_dropped_and_counted():
@@ -92,4 +92,4 @@ def test_turn_pair_longer_than_limit_is_dropped_and_counted():
     conv_ = {"id": "x", "system": None, "messages": [{"role": "user", "content": "short q"}, {"role": "assistant", "content": "a"},
                                                      {"role": "user", "content": LONG}, {"role": "assistant", "content": LONG}]}
     out = Splitter(tok, 60).split(conv_, rep)
-    assert [len(p["messages"]) for p in out] == [2] and rep.counts["turn_pair_longer_than_max_tokens"] == 1
+    assert [len(p["messages"]) for p in out] == [2] and rep.counts["turn_pairs_longer_than_max_tokens"] == 1

@@ -81,7 +81,7 @@ def test_endpoint_honours_retry_after_and_retries_5xx(monkeypatch):
     ep = AsyncEndpoint("http://x", "m", transport=httpx.MockTransport(handler), backoff=0.5)
     res = ep.generate([_req(0, max_new_tokens=5, stop=["x1", "x2", "x3", "x4", "x5"])])
     assert res[0].texts == ["answer"]
-    assert sleeps == [7.0, 1.0]  # Retry-After first, then exponential backoff (0.5 * 2**1)
+    assert sleeps == [7.0, 1.0]  # Retry-After (above the 0.5 s backoff) first, then exponential backoff (0.5 * 2**1)
     assert calls[0]["seed"] == 0 and len(calls[0]["stop"]) == 4 and calls[0]["max_tokens"] == 5
     assert ep.usage["completion_tokens"] == 2 and ep.usage["retries"] == 2
 
