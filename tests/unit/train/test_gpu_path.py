@@ -86,7 +86,8 @@ def test_bf16_full_finetuning_updates_like_fp32(tmp_path, tiny_tokenizer):
     fp32, _ = _changed_share(tmp_path, tiny_tokenizer, "float32")
     bf16, res = _changed_share(tmp_path, tiny_tokenizer, "bfloat16")
     assert fp32 > 0.5  # one AdamW step moves (nearly) every weight that got a gradient
-    # pure bf16 weights move ~1% here (lr 2e-5 is below half a bf16 step); fp32 master weights move like fp32
+    # pure bf16 AdamW moves far fewer (measured on this model: 21% vs 70% for fp32; lr 2e-5 is below half a
+    # bf16 step for most weights); fp32 master weights move like fp32
     assert bf16 == pytest.approx(fp32, abs=0.02), (bf16, fp32)
     assert all(p.dtype == torch.float32 for p in res.model.parameters())  # master weights
     assert "fp32 master weights" in res.summary["precision"]
