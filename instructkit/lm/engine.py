@@ -31,6 +31,11 @@ from instructkit.lm.sampling import (SamplingParams, StopChecker, TokenLogprob, 
 from instructkit.lm.cache import BatchCache
 
 
+
+def _plain(p: SamplingParams) -> bool:
+    """Greedy with nothing that changes the logits: the token is the row's argmax."""
+    return p.temperature <= 0 and not (p.logit_bias or p.presence_penalty or p.frequency_penalty)
+
 class QueueFull(Exception):
     """More requests are waiting or running than the engine accepts (the server answers 429)."""
 
@@ -263,7 +268,7 @@ class Engine:
                                   past_key_values=cache, use_cache=True, logits_to_keep=1)
         if self.adapters:  # peft mixed batch: each row picks its adapter ("__base__" = none)
             kw["adapter_names"] = [s.params.adapter or "__base__" for s in seqs]
-        return self.model(**kw).logits[:, -1].float().cpu()
+        return self.model(**kw).logits[:, -1].float()  # stays on the device (see _advance)
 
     def _prefill(self, new: list[_Seq]) -> None:
         import torch
@@ -320,14 +325,17 @@ class Engine:
         """Choose one token per sequence, check its stop conditions, tell its sink, drop finished rows."""
         import torch
 
+        # logits stay on the device: greedy rows send B token ids to the host; only the rows that sample
+        # (seeded CPU generators) copy their vocabulary row
         need_lp = any(s.params.logprobs for s in seqs)
         logp = torch.log_softmax(logits, dim=-1) if need_lp else None
         greedy = logits.argmax(-1).tolist()
+        sampled = [b for b, s in enumerate(seqs) if not _plain(s.params)]
+        host = dict(zip(sampled, logits[sampled].cpu())) if sampled else {}
         done: list[tuple[_Seq, str]] = []
         for b, s in enumerate(seqs):
             p = s.params
-            plain = p.temperature <= 0 and not (p.logit_bias or p.presence_penalty or p.frequency_penalty)
-            tok = greedy[b] if plain else choose(adjust_logits(logits[b], p, s.ids), p, s.gen)
+            tok = greedy[b] if b not in host else choose(adjust_logits(host[b], p, s.ids), p, s.gen)
             s.ids.append(tok)
             if p.logprobs and logp is not None:
                 s.logprobs.append(token_logprob(logp[b], tok, p.top_logprobs))

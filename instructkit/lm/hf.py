@@ -229,15 +229,21 @@ class HFModel:
                     logits = self.model(**kw, logits_to_keep=keep).logits
                 except TypeError:  # an architecture without logits_to_keep: slice after the full head
                     logits = self.model(**kw).logits[:, first:]
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            # on the model's device: only each continuation's log-probs and greedy flags reach the host, in
+            # one copy per batch (not batch x positions x vocabulary)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            sums, greedy, done = [], [], []
             for b, where in enumerate(spans):
                 for i, positions, cont in where:
-                    rows_lp = logp[b, torch.tensor(positions) - first]
-                    tgt = torch.tensor(cont)
-                    lp = rows_lp.gather(1, tgt[:, None]).squeeze(1)
-                    greedy = bool((rows_lp.argmax(-1) == tgt).all())
-                    out[idxs[i]] = LoglikelihoodResult(float(lp.sum()), greedy, len(cont),
-                                                       len(requests[i].continuation))
+                    rows_lp = logp[b, torch.tensor(positions, device=logp.device) - first]
+                    tgt = torch.tensor(cont, device=logp.device)
+                    sums.append(rows_lp.gather(1, tgt[:, None]).sum())
+                    greedy.append((rows_lp.argmax(-1) == tgt).all())
+                    done.append((i, len(cont)))
+            if done:
+                sums_h, greedy_h = torch.stack(sums).tolist(), torch.stack(greedy).tolist()
+                for (i, n), lp, g in zip(done, sums_h, greedy_h):
+                    out[idxs[i]] = LoglikelihoodResult(float(lp), bool(g), n, len(requests[i].continuation))
                     bar.update(1)
             self.stats["ll_tokens"] += sum(len(c) + sum(len(x) - 1 for _, x in cs) for c, cs in batch)
 

@@ -4,7 +4,7 @@ Why measured, not read from a flag list: CPUs differ. One measured here has ``av
 bf16 GEMM mix 2.4x faster than fp32; another (Zen 3, no bf16 instructions) runs bf16 8-70x SLOWER,
 because torch falls back to converting every tile. A 0.3 s GEMM probe at LM-like shapes decides, and
 the result is cached per machine (CPU model, flags, torch version, threads) under the instructkit cache.
-On CUDA: bf16 where the GPU supports it, else fp16 is not chosen silently - fp32.
+On CUDA: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 below (:func:`cuda_choice`).
 """
 
 from __future__ import annotations
@@ -72,9 +72,7 @@ def probe(device_type: str = "cpu") -> dict[str, Any]:
     import torch
 
     if device_type == "cuda":
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return {"dtype": "bfloat16" if ok else "float32",
-                "why": "auto: the GPU supports bf16" if ok else "auto: the GPU has no bf16 support"}
+        return cuda_choice()
     from instructkit.models.paths import cache_dir
 
     path = cache_dir() / "dtype_probe.json"
@@ -95,6 +93,31 @@ def probe(device_type: str = "cpu") -> dict[str, Any]:
     except OSError:
         pass  # a read-only cache only costs the probe again next time
     return found
+
+
+def cuda_choice() -> dict[str, Any]:
+    """bf16 where the GPU computes it natively (compute capability >= 8: Ampere, Ada, Hopper, Blackwell);
+    fp16 below (V100, T4: ``torch.cuda.is_bf16_supported()`` says yes there too, counting a slow emulation),
+    which training pairs with fp32 master weights and loss scaling. Never fp32: 5-15x slower on tensor cores."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"dtype": "float32", "why": "auto: no CUDA device visible"}
+    major, minor = torch.cuda.get_device_capability()
+    if major >= 8:
+        return {"dtype": "bfloat16", "why": f"auto: the GPU (compute capability {major}.{minor}) has native bf16"}
+    return {"dtype": "float16", "why": f"auto: the GPU (compute capability {major}.{minor}) has no native bf16; "
+                                       "fp16 (training adds loss scaling)"}
+
+
+def enable_tf32() -> None:
+    """fp32 matmuls on TF32 tensor cores (CUDA, Ampere+): fp32 models and the fp32 LM-head/loss chunks ~8x
+    faster at ~1e-3 relative precision; a no-op without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def resolve_dtype(dtype: str, device_type: str = "cpu") -> tuple[str, str]:

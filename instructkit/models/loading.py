@@ -149,6 +149,8 @@ def load_model(ref: str, *, dtype: str = "float32", attn_implementation: str | N
         dtype, _ = resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu")
     if dtype not in DTYPES:
         raise InstructkitError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(DTYPES)}")
+    from instructkit.models.dtype import enable_tf32
+    enable_tf32()  # train, eval and serve all load here
     path = resolve_model(ref)
     adapter_cfg = Path(path) / "adapter_config.json"
     base = path

@@ -22,7 +22,10 @@ def serve(
                                                                    "checked on every route but /health."),
     served_model_name: Optional[str] = typer.Option(None, help="Name clients use for the base (default: MODEL)."),
     engine: str = typer.Option("hf", help="hf (built-in continuous batching) | vllm (GPU, if installed)."),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
+    dtype: Optional[str] = typer.Option(None, help="auto | float32 | bfloat16 | float16 (default: auto on a GPU "
+                                                    "- bf16, fp16 before Ampere; float32 on CPU)."),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vllm: context length to reserve "
+                                                "KV cache for (default: the model's; lower it to fit memory)."),
     chat_template: Optional[str] = typer.Option(None, help="Chat template (default: the tokenizer's own)."),
     max_batch_size: int = typer.Option(32, help="Sequences decoded together at most."),
     max_queue: int = typer.Option(256, help="Sequences waiting + running before requests get 429."),
@@ -45,8 +48,11 @@ def serve(
     name = served_model_name or model
     if engine == "vllm":
         from instructkit.serve.vllm_engine import serve_vllm
-        return serve_vllm(model, adapters, host=host, port=port, api_key=key, served_model_name=name, dtype=dtype,
-                          chat_template=chat_template)
+        return serve_vllm(model, adapters, host=host, port=port, api_key=key, served_model_name=name,
+                          dtype=dtype or "auto", chat_template=chat_template, max_model_len=max_model_len)
+    if dtype is None:
+        import torch
+        dtype = "auto" if torch.cuda.is_available() else "float32"
     if engine != "hf":
         raise InstructkitError(f"--engine {engine!r}: choose hf or vllm")
     server_tools = None

@@ -6,7 +6,6 @@ This is where the recipe stops: everything below it takes plain arguments.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,33 +91,57 @@ def setup_data(recipe: Any, tokenizer: Any, *, examples: Sequence[Any] | None = 
     return TrainData(rows=rows, eval_rows=eval_rows, stats=stats, report=data_report)
 
 
-def _precision(dtype: str, device_type: str) -> str:
+def _precision(dtype: str, device_type: str, mixed: str = "no") -> str:
     """What the run computed in and why (``dtype: auto`` is decided by a measured probe)."""
     from instructkit.models.dtype import resolve_dtype
 
     picked, why = resolve_dtype(dtype, device_type)
-    return picked if dtype != "auto" else f"{picked} ({why})"
+    out = picked if dtype != "auto" else f"{picked} ({why})"
+    return out if mixed == "no" else f"{out}, mixed precision: fp32 master weights and optimizer state"
 
 
-def setup_model(recipe: Any, accelerator: Any, model: Any = None) -> tuple[Any, int, int]:
-    """Load (or take) the model, apply the method (full/LoRA/DoRA/QLoRA), wrap it with the loss.
+def setup_model(recipe: Any, accelerator: Any, model: Any = None, *, wrap: Callable[[Any], Any] | None = None,
+                packing: bool | None = None) -> tuple[Any, int, int]:
+    """Load (or take) the model on its device, apply the method (full/LoRA/DoRA/QLoRA), wrap it with the
+    loss (``wrap(lm)``; default the SFT loss), DDP/FSDP-prepare it, and probe it where it trains.
 
-    Returns ``(wrapper, trainable_params, total_params)``."""
+    Returns ``(prepared wrapper, trainable_params, total_params)``."""
+    from instructkit.train import distributed as dist
     from instructkit.train.loss import CausalLMLoss
     from instructkit.train.methods import AdapterSpec, build_model, param_counts
-    from instructkit.train.probe import check_model
 
     t, m = recipe.train, recipe.model
     spec = AdapterSpec(t.lora.r, t.lora.alpha, t.lora.dropout, list(t.lora.target_modules))
     lm = build_model(m.name_or_path, method=t.method, dtype=m.dtype, attn_implementation=m.attn_implementation,
                      spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=model,
-                     device_type=accelerator.device.type)
-    # refuse before any step if packed examples would see each other or the loss would miss the
-    # model's logit post-processing (train/probe.py says why these can go wrong silently)
-    check_model(lm, packing=t.packing, attn_implementation=m.attn_implementation,
-                device=next(lm.parameters()).device)
+                     device_type=accelerator.device.type, device_map=dist.load_device_map(accelerator),
+                     on_meta=dist.meta_rank(accelerator) and model is None,
+                     master_fp32=accelerator.mixed_precision != "no")
+    if dist.meta_rank(accelerator) and model is None:
+        logging.getLogger("instructkit.train").info(
+            "rank %d: model built on the meta device (no weights read); rank 0's are broadcast at prepare",
+            accelerator.process_index)
     trainable, total = param_counts(lm)
-    return CausalLMLoss(lm, t.loss_chunk_size), trainable, total
+    wrapper = dist.prepare_model(accelerator, (wrap or (lambda x: CausalLMLoss(x, t.loss_chunk_size)))(lm))
+    probe_model(recipe, accelerator, wrapper, t.packing if packing is None else packing)
+    return wrapper, trainable, total
+
+
+def probe_model(recipe: Any, accelerator: Any, wrapper: Any, packing: bool) -> dict[str, float]:
+    """Refuse before any step if packed examples would see each other or the loss would miss the model's
+    logit post-processing (train/probe.py says why these go wrong silently). Runs after placement and
+    prepare, on the training device, in the compute dtype, under the run's autocast."""
+    import torch
+
+    from instructkit.models.dtype import resolve_dtype
+    from instructkit.train.distributed import run_on_model
+    from instructkit.train.probe import check_model
+
+    m = recipe.model
+    compute = getattr(torch, resolve_dtype(m.dtype, accelerator.device.type)[0])
+    return run_on_model(accelerator, wrapper, lambda lm: check_model(
+        lm, packing=packing, attn_implementation=m.attn_implementation, device=accelerator.device,
+        compute_dtype=compute, autocast=accelerator.autocast()))
 
 
 def setup_optim(recipe: Any, wrapper: Any, accelerator: Any) -> Callable[[int], tuple[Any, Any]]:
@@ -149,7 +172,6 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     Reads like a torchtune recipe: setup_data -> setup_model -> setup_optim -> run_loop -> outputs.
     """
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from instructkit.models import load_tokenizer
@@ -163,9 +185,12 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     _notice_logging()
     wall0 = time.perf_counter()
     t, m = recipe.train, recipe.model
-    # torchrun on a machine without GPUs: accelerate only goes multi-process (gloo) when told cpu=True
-    cpu_dist = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.grad_accum, cpu=cpu_dist)
+    if accelerator is None:  # gloo without GPUs, FSDP2 there too, mixed precision from model.dtype
+        from instructkit.models.dtype import resolve_dtype
+        from instructkit.train.distributed import make_accelerator
+        compute, _ = resolve_dtype(m.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+        accelerator = make_accelerator(grad_accum=t.grad_accum, compute_dtype=compute,
+                                       max_grad_norm=t.max_grad_norm, method=t.method)
     set_seed(recipe.seed)
     run_dir = Path(recipe.resolved_output_dir())
     tokenizer = tokenizer or load_tokenizer(m.name_or_path)
@@ -207,7 +232,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     world = accelerator.num_processes
     summary = {
         "run": str(run_dir), "method": t.method, "optimizer": type(info["optimizer"].optimizer).__name__,
-        "precision": _precision(m.dtype, accelerator.device.type), "attention": m.attn_implementation,
+        "precision": _precision(m.dtype, accelerator.device.type, accelerator.mixed_precision), "attention": m.attn_implementation,
         "packing": t.packing,
         "effective_batch": f"{t.micro_batch_size * t.grad_accum * world} "
                            + (f"rows of <= {t.pack_tokens} tokens" if t.packing else "examples"),

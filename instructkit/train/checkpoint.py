@@ -2,10 +2,12 @@
 
 Layout of ``RUN/checkpoint-<step>/``::
 
-    model.safetensors + config.json            full fine-tuning (HF folder, loadable as is)
+    model.safetensors + config.json            full fine-tuning (HF folder, loadable as is; not under FSDP,
+                                               where accelerate_state/ holds the weights sharded per rank)
     adapter_model.safetensors + adapter_config.json   LoRA/DoRA/QLoRA (adapter only)
     tokenizer files
-    optimizer.pt, scheduler.pt                 (FSDP/DeepSpeed: accelerate_state/ from accelerator.save_state)
+    optimizer.pt, scheduler.pt                 (FSDP/DeepSpeed: accelerate_state/ from accelerator.save_state:
+                                               weights and optimizer state, one shard per rank)
     rng_state_<rank>.pt                        python, numpy, torch (+cuda) generator states per process
     trainer_state.json                         step, epoch, step_in_epoch, seed, history, best
 
@@ -60,13 +62,48 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_weights(accelerator: Any, wrapper: Any, tokenizer: Any, out: Path) -> None:
-    """HF folder (full) or adapter folder (peft); all ranks call (FSDP/DeepSpeed gather here)."""
-    state = accelerator.get_state_dict(wrapper)
-    if accelerator.is_main_process:
-        lm = accelerator.unwrap_model(wrapper).lm
+def _adapter_state(lm: Any) -> dict[str, torch.Tensor]:
+    """The trainable (adapter) tensors, whole: an FSDP2 shard is gathered parameter by parameter (all ranks
+    call, in the same order) - the frozen base is never gathered."""
+    sd = {}
+    for name, p in lm.named_parameters():
+        if p.requires_grad:
+            t = p.detach()
+            t = t.full_tensor() if hasattr(t, "full_tensor") else t
+            sd[name] = t.cpu()
+    return sd
+
+
+def _as_loaded(sd: dict[str, torch.Tensor], lm: Any) -> dict[str, torch.Tensor]:
+    """Final weights in the dtype the model was loaded in: mixed precision trains fp32 master copies of a
+    bf16 model; the exported folder is bf16 again (step checkpoints keep fp32, so a resume is exact)."""
+    want = getattr(lm, "loaded_dtype", None)  # set by train.distributed.upcast_trainable
+    if not isinstance(want, torch.dtype) or want == torch.float32:
+        return sd
+    return {k: v.to(want) if v.is_floating_point() and v.dtype == torch.float32 else v for k, v in sd.items()}
+
+
+def save_weights(accelerator: Any, wrapper: Any, tokenizer: Any, out: Path, *, final: bool = True) -> None:
+    """HF folder (full) or adapter folder (peft); all ranks call (FSDP/DeepSpeed gather here).
+
+    Under FSDP an adapter is gathered alone (no full-model gather for LoRA), and a step checkpoint
+    (``final=False``) of full weights writes none here: its ``accelerate_state`` holds them, sharded."""
+    from instructkit.train.distributed import kind
+
+    lm = accelerator.unwrap_model(wrapper).lm
+    fsdp = kind(accelerator) == "FSDP"
+    if fsdp and hasattr(lm, "peft_config"):
+        sd = _adapter_state(lm)
+    elif fsdp and not final:
+        sd = None
+    else:
+        state = accelerator.get_state_dict(wrapper)
         sd = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
-        lm.save_pretrained(out, state_dict=sd, safe_serialization=True)
+        if final and not hasattr(lm, "peft_config"):
+            sd = _as_loaded(sd, lm)
+    if accelerator.is_main_process:
+        if sd is not None:
+            lm.save_pretrained(out, state_dict=sd, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
         from instructkit.outputs import readable_modes
@@ -119,7 +156,7 @@ def save_checkpoint(accelerator: Any, run_dir: Path, name: str, *, wrapper: Any,
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
-        save_weights(accelerator, wrapper, tokenizer, tmp)
+        save_weights(accelerator, wrapper, tokenizer, tmp, final=False)
         if _sharded(accelerator):
             accelerator.save_state(str(tmp / "accelerate_state"))
         elif accelerator.is_main_process:

@@ -26,6 +26,7 @@ import torch
 
 from instructkit.errors import ConfigError
 from instructkit.train import checkpoint as ckpt
+from instructkit.train import distributed as dist
 from instructkit.train.fingerprint import check_resume, run_fingerprint
 from instructkit.train.interrupt import GracefulStop
 from instructkit.train.metrics import MetricsLog
@@ -109,7 +110,7 @@ def evaluate(accelerator: Any, model: Any, loader: Any, eval_fn: Callable | None
     out.update({f"eval_{k}": v for k, v in pop_metrics(accelerator, model, train=False).items()})
     if eval_fn is not None:
         out.update({k if k.startswith("eval_") else f"eval_{k}": float(v)
-                    for k, v in eval_fn(accelerator.unwrap_model(model).lm).items()})
+                    for k, v in dist.run_eval_fn(accelerator, model, eval_fn).items()})
     model.train()
     return out
 
@@ -137,8 +138,16 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
     if ds is not None and ds.deepspeed_config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
         # DeepSpeed infers it from a prepared dataloader; ours are prepared per epoch, so say it here
         ds.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
-    # the scheduler is NOT prepared: accelerate would step it num_processes times per step
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # the model was prepared (DDP/FSDP) before the probe; the optimizer is built on the prepared
+    # parameters (FSDP's sharded/flat ones) and prepared now. DeepSpeed takes both in one prepare.
+    # The scheduler is NOT prepared: accelerate would step it num_processes times per step.
+    if dist.kind(accelerator) == "DEEPSPEED":
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        optimizer = accelerator.prepare_optimizer(optimizer)
+    # FSDP: no no_sync - it would hold unsharded gradients through the accumulation; reduce-scatter per
+    # micro-batch keeps them sharded
+    skip_sync = dist.kind(accelerator) != "FSDP"
     eval_loader = epoch_loader(accelerator, eval_rows, cfg, 0, shuffle=False) if eval_rows else None
 
     st = LoopState()
@@ -186,7 +195,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
             for i, mb in enumerate(micro):
                 last = i == len(micro) - 1
                 accelerator.sync_gradients = last
-                with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                with contextlib.nullcontext() if last or not skip_sync else accelerator.no_sync(model):
                     loss_sum = model(**mb)
                     accelerator.backward(loss_sum * scale)
                 first.tick()  # the ETA, long before the first step ends
@@ -194,7 +203,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
                 win_tokens += mb["num_tokens"]
             win_count += count
             # 3. clip, step, schedule
-            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+            grad_norm = dist.clip_grad_norm(accelerator, params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

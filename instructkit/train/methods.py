@@ -109,24 +109,67 @@ def enable_checkpointing(model: Any) -> None:
 
 
 def build_model(name_or_path: str, *, method: str, dtype: str, attn_implementation: str, spec: AdapterSpec,
-                gradient_checkpointing: bool, model: Any = None, device_type: str = "cpu") -> Any:
-    """Load (unless given) and prepare the model for ``method``; returns the trainable model."""
+                gradient_checkpointing: bool, model: Any = None, device_type: str = "cpu", device_map: Any = None,
+                on_meta: bool = False, master_fp32: bool = False) -> Any:
+    """Load (unless given) and prepare the model for ``method``; returns the trainable model.
+
+    ``device_map``: where the weights load (``{"": gpu_index}``: straight onto this process's GPU).
+    ``on_meta``: build the architecture on the meta device, reading no weights (FSDP ranks >= 1 with
+    cpu_ram_efficient_loading: rank 0's weights are broadcast at prepare). ``master_fp32``: trainable
+    parameters kept fp32 while the compute dtype is half (mixed precision; train/distributed.py)."""
     from instructkit.models import load_model
 
     from instructkit.models.dtype import resolve_dtype
 
     check_attention(attn_implementation, device_type)
     dtype, _ = resolve_dtype(dtype, device_type)
+    check_flash_dtype(attn_implementation, dtype)
     if model is None:
         quant = nf4_config(dtype) if method == "qlora" else None
-        device_map = {"": device_type} if quant is not None and device_type == "cuda" else None
-        model = load_model(name_or_path, dtype=dtype, attn_implementation=attn_implementation,
-                           quantization=quant, device_map=device_map)
+        if quant is not None and device_type == "cuda" and device_map is None:
+            device_map = {"": device_type}
+        if on_meta:
+            model = meta_model(name_or_path, dtype=dtype, attn_implementation=attn_implementation)
+        else:
+            model = load_model(name_or_path, dtype=dtype, attn_implementation=attn_implementation,
+                               quantization=quant, device_map=device_map)
     if method != "qlora" and gradient_checkpointing:
         enable_checkpointing(model)
     model = METHODS[method](model, spec, gradient_checkpointing)
+    if master_fp32:
+        from instructkit.train.distributed import upcast_trainable
+        upcast_trainable(model)
     model.config.use_cache = False
     model.train()
+    return model
+
+
+def check_flash_dtype(attn: str, dtype: str) -> None:
+    """flash-attention kernels exist for bf16/fp16 only: an fp32 model would fail in the first forward."""
+    if attn.startswith("flash_attention") and dtype not in ("bfloat16", "float16"):
+        raise ConfigError(f"model.attn_implementation={attn} computes in bfloat16/float16 only; model.dtype is "
+                          f"{dtype}: set model.dtype to bfloat16 (or auto) or use sdpa")
+
+
+def meta_model(name_or_path: str, *, dtype: str, attn_implementation: str | None) -> Any:
+    """The architecture of ``name_or_path`` with every tensor on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from instructkit.models import resolve_model
+
+    from instructkit.models.dtype import resolve_dtype
+
+    dtype, _ = resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    cfg = AutoConfig.from_pretrained(resolve_model(name_or_path))
+    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    # parameters on meta, buffers real: non-persistent buffers (rotary inv_freq) are not broadcast by
+    # FSDP2's loading, each rank keeps its own
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype), **kw)
+    model.tie_weights()  # init_empty_weights re-registers the tied head as its own meta tensor
     return model
 
 

@@ -76,26 +76,40 @@ def head_mismatch(lm: Any, device: Any = "cpu", n: int = 9) -> float:
     return _tv(torch.softmax(logits, -1).cpu(), own)
 
 
-def check_model(lm: Any, *, packing: bool, attn_implementation: str | None, device: Any = "cpu") -> dict[str, float]:
-    """Run the probes in eval mode (no dropout), restore the mode, raise ConfigError with the reason."""
+def check_model(lm: Any, *, packing: bool, attn_implementation: str | None, device: Any = "cpu",
+                compute_dtype: torch.dtype | None = None, autocast: Any = None) -> dict[str, float]:
+    """Run the probes in eval mode (no dropout), restore the mode, raise ConfigError with the reason.
+
+    Run it on the model where it trains (its device, after FSDP/DDP prepare) and under the run's autocast.
+    ``compute_dtype``: what the matmuls run in, which sets the tolerance; QLoRA (fp32 norms and adapters
+    over a 4-bit base computing in bf16) and mixed precision (fp32 master weights) hold fp32 parameters
+    that say nothing about the rounding of the forward. None: the smallest float dtype of the parameters."""
+    import contextlib
+
     was_training = lm.training
     lm.eval()
     try:
-        tol = TOLERANCE.get(_dtype(lm), 5e-2)
-        found = {"head_mismatch": head_mismatch(lm, device)}
-        if found["head_mismatch"] > tol:
-            raise ConfigError(
-                f"the model's LM head post-processes logits in a way the loss does not reproduce "
-                f"(total variation {found['head_mismatch']:.3g} > {tol:g} between model(...).logits and "
-                f"head(hidden)); architecture {type(lm).__name__} is not supported for training yet")
-        if packing:
-            found["packing_leak"] = packing_leak(lm, device)
-            if found["packing_leak"] > tol:
-                raise ConfigError(
-                    f"packed examples attend to each other with attn_implementation={attn_implementation!r} "
-                    f"(total variation packed vs alone {found['packing_leak']:.3g} > {tol:g}). Use "
-                    "train.packing=false, or attention sdpa/eager/flash_attention_2 with transformers >= 4.53 "
-                    "and torch >= 2.6")
-        return found
+        with autocast if autocast is not None else contextlib.nullcontext():
+            return _check(lm, packing, attn_implementation, device, compute_dtype or _dtype(lm))
     finally:
         lm.train(was_training)
+
+
+def _check(lm: Any, packing: bool, attn_implementation: str | None, device: Any,
+           compute_dtype: torch.dtype) -> dict[str, float]:
+    tol = TOLERANCE.get(compute_dtype, 5e-2)
+    found = {"head_mismatch": head_mismatch(lm, device)}
+    if found["head_mismatch"] > tol:
+        raise ConfigError(
+            f"the model's LM head post-processes logits in a way the loss does not reproduce "
+            f"(total variation {found['head_mismatch']:.3g} > {tol:g} between model(...).logits and "
+            f"head(hidden)); architecture {type(lm).__name__} is not supported for training yet")
+    if packing:
+        found["packing_leak"] = packing_leak(lm, device)
+        if found["packing_leak"] > tol:
+            raise ConfigError(
+                f"packed examples attend to each other with attn_implementation={attn_implementation!r} "
+                f"(total variation packed vs alone {found['packing_leak']:.3g} > {tol:g}). Use "
+                "train.packing=false, or attention sdpa/eager/flash_attention_2 with transformers >= 4.53 "
+                "and torch >= 2.6")
+    return found

@@ -27,11 +27,16 @@ def to_reward_model(causal_lm: Any) -> Any:
     cfg.num_labels = 1
     cfg.pad_token_id = causal_lm.config.pad_token_id if causal_lm.config.pad_token_id is not None \
         else causal_lm.config.eos_token_id
+    p = next(causal_lm.parameters())
+    if p.is_meta:  # an FSDP rank >= 1 (cpu_ram_efficient_loading): shapes only, rank 0's weights come at prepare
+        from accelerate import init_empty_weights
+        with init_empty_weights(include_buffers=False):
+            return AutoModelForSequenceClassification.from_config(cfg, dtype=p.dtype)
     rm = AutoModelForSequenceClassification.from_config(cfg)
     missing, unexpected = rm.base_model.load_state_dict(causal_lm.base_model.state_dict(), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"reward model body does not fit the LM: {missing[:3]} {unexpected[:3]}")
-    return rm.to(dtype=next(causal_lm.parameters()).dtype)
+    return rm.to(device=p.device, dtype=p.dtype)
 
 
 def score_head(rm: nn.Module) -> nn.Module:

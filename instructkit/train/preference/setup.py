@@ -69,51 +69,62 @@ def _dpo_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[An
     from instructkit.train.preference.objectives import build_dpo
 
     t, m = recipe.train, recipe.model
-    probe = recipe.model_copy(deep=True)
-    probe.train.packing = True  # pairs are always packed (chosen + rejected in one row): probe that path
-    sft_wrapper, trainable, total = setup_model(probe, accelerator, model)
-    lm = sft_wrapper.lm
-    _no_dropout(lm, t.dpo.disable_dropout, data)
+    # pairs are always packed (chosen + rejected in one row): probe that path. The wrapper comes back
+    # prepared (on its device, DDP/FSDP-wrapped): the reference pass runs on it, split across ranks.
+    def wrap(lm: Any) -> Any:
+        _no_dropout(lm, t.dpo.disable_dropout, data)  # before prepare: modules and config, every rank
+        return build_dpo(lm, t.dpo, t.loss_chunk_size)
+
+    wrapper, trainable, total = setup_model(recipe, accelerator, model, packing=True, wrap=wrap)
     if t.dpo.loss in REFERENCE_FREE:
         attach_reference(data.rows, None)
         attach_reference(data.eval_rows, None)
         data.stats["reference"] = "none (reference-free loss)"
-    else:
-        for name, rows in (("train", data.rows), ("eval", data.eval_rows)):
-            if not rows:
-                continue
-            n = sum(len(r["pair_ids"]) for r in rows)
-            fp = data.stats["fingerprint" if name == "train" else "eval_fingerprint"]
-            key = refcache.cache_key(data_fingerprint=fp, model_name=m.name_or_path,
-                                     weights=refcache.weights_digest(lm), template_source=data.stats["template"],
-                                     max_length=recipe.data.max_length, dtype=m.dtype)
-            ref, info = refcache.reference_logprobs(lm, rows, n, key, accelerator=accelerator,
-                                                    cache_dir=t.dpo.ref_cache_dir, chunk=t.loss_chunk_size,
-                                                    progress=t.progress and accelerator.is_main_process)
-            attach_reference(rows, ref)
-            data.stats[f"reference_{name}"] = {"cache": info["path"], "hit": info["cached"]}
-    return build_dpo(lm, t.dpo, t.loss_chunk_size), trainable, total
+        return wrapper, trainable, total
+    from accelerate.utils import gather_object
+
+    digest = refcache.weights_digest(accelerator.unwrap_model(wrapper).lm, gather=gather_object)
+    for name, rows in (("train", data.rows), ("eval", data.eval_rows)):
+        if not rows:
+            continue
+        n = sum(len(r["pair_ids"]) for r in rows)
+        fp = data.stats["fingerprint" if name == "train" else "eval_fingerprint"]
+        key = refcache.cache_key(data_fingerprint=fp, model_name=m.name_or_path, weights=digest,
+                                 template_source=data.stats["template"], max_length=recipe.data.max_length,
+                                 dtype=m.dtype)
+        ref, info = refcache.reference_logprobs(wrapper, rows, n, key, accelerator=accelerator,
+                                                cache_dir=t.dpo.ref_cache_dir, chunk=t.loss_chunk_size,
+                                                progress=t.progress and accelerator.is_main_process)
+        attach_reference(rows, ref)
+        data.stats[f"reference_{name}"] = {"cache": info["path"], "hit": info["cached"]}
+    return wrapper, trainable, total
 
 
 def _reward_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[Any, int, int]:
     from instructkit.errors import ConfigError
     from instructkit.models import load_model
-    from instructkit.train.methods import AdapterSpec, build_model, param_counts
+    from instructkit.train import distributed as dist
+    from instructkit.train.methods import AdapterSpec, build_model, meta_model, param_counts
     from instructkit.train.preference.reward import RewardLoss, to_reward_model
 
     t, m = recipe.train, recipe.model
     if t.method != "full":
         raise ConfigError(f"train.method={t.method}: train.objective=reward trains full weights (the new scalar "
                           "head must be trained and saved with the body); use train.method=full")
-    causal = model if model is not None else load_model(m.name_or_path, dtype=m.dtype,
-                                                       attn_implementation=m.attn_implementation)
+    if model is not None:
+        causal = model
+    elif dist.meta_rank(accelerator):
+        causal = meta_model(m.name_or_path, dtype=m.dtype, attn_implementation=m.attn_implementation)
+    else:
+        causal = load_model(m.name_or_path, dtype=m.dtype, attn_implementation=m.attn_implementation,
+                            device_map=dist.load_device_map(accelerator))
     spec = AdapterSpec(t.lora.r, t.lora.alpha, t.lora.dropout, list(t.lora.target_modules))
     rm = build_model(m.name_or_path, method="full", dtype=m.dtype, attn_implementation=m.attn_implementation,
                      spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=to_reward_model(causal),
-                     device_type=accelerator.device.type)
+                     device_type=accelerator.device.type, master_fp32=accelerator.mixed_precision != "no")
     _no_dropout(rm, t.dpo.disable_dropout, data)
     trainable, total = param_counts(rm)
-    return RewardLoss(rm), trainable, total
+    return dist.prepare_model(accelerator, RewardLoss(rm)), trainable, total
 
 
 def _no_dropout(model: Any, disable: bool, data: Any) -> None:

@@ -42,18 +42,20 @@ def write_data(path: Path) -> Path:
     return path
 
 
-def run_all(cmds: dict[str, list[str]], cwd: Path) -> None:
+def run_all(cmds: dict[str, list[str]], cwd: Path, timeout: int = 300) -> dict[str, str]:
     """Start every run at once (each process uses one thread): the imports dominate, and run side by side
     they overlap instead of adding up."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     procs = {name: subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for name, cmd in cmds.items()}
-    failed = []
+    failed, logs = [], {}
     for name, p in procs.items():
-        out, err = p.communicate(timeout=300)
+        out, err = p.communicate(timeout=timeout)
+        logs[name] = out + err
         if p.returncode != 0:
             failed.append(f"{name}: {' '.join(cmds[name])}\n{out[-1500:]}\n{err[-3000:]}")
     assert not failed, "\n\n".join(failed)
+    return logs
 
 
 def losses(run_dir: Path) -> list[float]:

@@ -96,3 +96,36 @@ def test_falling_chosen_logprob_warns_once(caplog, tiny_tokenizer):
         w.on_train_metrics({"logps_chosen": -14.0})  # -11.5 > -12.5 > -13 > -14
         w.on_train_metrics({"logps_chosen": -15.0})
     assert w.warned and sum("chosen log-prob fell" in r.message for r in caplog.records) == 1
+
+
+def test_reference_pass_is_split_across_ranks_on_the_model_device(rendered, tiny_tokenizer):
+    """Each of 2 ranks computes the reference of its own rows (rows rank::2) on accelerator.device; the
+    sum-reduce of the two equals one process computing all rows. Under FSDP every rank runs as many
+    forwards as the busiest one (the sharded forward is a collective)."""
+    import types
+
+    from instructkit.train.preference import refcache
+
+    lm = make_tiny_model(tiny_tokenizer, seed=1)
+    rows = pair_rows(rendered, packing=False, pack_tokens=1024)  # 3 rows, one pair each
+    whole = compute_reference(lm, rows, 3, "cpu")
+    parts, forwards = [], []
+    for rank, kind in ((0, "MULTI_CPU"), (1, "MULTI_CPU"), (1, "FSDP")):
+        seen = []
+        acc = types.SimpleNamespace(process_index=rank, num_processes=2, device=torch.device("cpu"),
+                                    distributed_type=f"DistributedType.{kind}",
+                                    unwrap_model=lambda w, **k: w, reduce=lambda x, op: seen.append(x) or x)
+        wrapper = types.SimpleNamespace(lm=lm)
+        before = refcache.FORWARDS
+        if kind == "FSDP":  # the root forward runs the pass; here a stand-in module that calls its forward
+            wrapper = torch.nn.Module()
+            wrapper.lm = lm
+        parts.append(refcache.sharded_reference(acc, wrapper, rows, 3))
+        forwards.append(refcache.FORWARDS - before)
+        if kind != "FSDP":
+            assert seen and seen[0].device.type == "cpu"  # computed where the model is, reduced once
+    assert forwards[:2] == [2, 1]  # rows 0, 2 on rank 0; row 1 on rank 1
+    torch.testing.assert_close(parts[0] + parts[1], whole)
+    assert not torch.equal(parts[0], whole) and not torch.equal(parts[1], whole)
+    assert forwards[2] == 2  # FSDP: rank 1 pads to rank 0's two forwards (the extra one is dropped)
+    torch.testing.assert_close(parts[2], parts[1])

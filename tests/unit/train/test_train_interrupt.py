@@ -114,11 +114,11 @@ def test_safetensors_disk_full_at_final_model_is_one_line(tmp_path, tiny_model_d
 
     real = ck.save_weights
 
-    def weights(acc, wrapper, tok, out):
+    def weights(acc, wrapper, tok, out, **kw):
         if out.name == ".tmp-model":
             raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
                                   "message: \"No space left on device\" })")
-        return real(acc, wrapper, tok, out)
+        return real(acc, wrapper, tok, out, **kw)
 
     monkeypatch.setattr(ck, "save_weights", weights)
     run = tmp_path / "e"
