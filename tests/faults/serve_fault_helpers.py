@@ -6,7 +6,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from instructkit.lm.requests import Completion, Event
+from instructkit.lm.engine import Completion, Event
 
 KEY = "fault-key"
 
