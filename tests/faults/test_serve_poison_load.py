@@ -86,16 +86,23 @@ def run_load(clients: int, seconds: float, tiny_tokenizer) -> dict:
                     if got != ref[k]:
                         stats["wrong"].append((k, got, ref[k]))
 
-        def poisoner() -> None:
+        def poison(j: int) -> None:
+            route, body = POISONS[j % len(POISONS)]
+            path = "chat/completions" if route == "chat" else "completions"
             with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as h:
-                j = 0
-                while not stop.wait(1.0 if j else 0.2):
-                    route, body = POISONS[j % len(POISONS)]
-                    path = "chat/completions" if route == "chat" else "completions"
-                    r = h.post(f"{srv.url}/{path}", json=dict({"model": "tiny", "max_tokens": 8}, **body))
-                    stats["poison"].append((j % len(POISONS), r.status_code, r.json()["error"]["param"]
-                                            if r.status_code >= 400 else None))
-                    j += 1
+                r = h.post(f"{srv.url}/{path}", json=dict({"model": "tiny", "max_tokens": 8}, **body))
+            with lock:
+                stats["poison"].append((j % len(POISONS), r.status_code,
+                                        r.json()["error"]["param"] if r.status_code >= 400 else None))
+
+        def poisoner() -> None:  # one poison per second on the clock, whatever the answers take
+            sent, t_next = [], time.time() + 0.2
+            while not stop.wait(max(0.0, t_next - time.time())):
+                sent.append(threading.Thread(target=poison, args=(len(sent),)))
+                sent[-1].start()
+                t_next += 1.0
+            for t in sent:
+                t.join(120)
         threads = [threading.Thread(target=victim, args=(i,)) for i in range(clients)]
         threads.append(threading.Thread(target=poisoner))
         t0 = time.time()
