@@ -70,7 +70,9 @@ class Sandbox:
 
     def call(self, spec: str, options: dict[str, Any], args: dict[str, Any], *, cpu_s: float,
              timeout_s: float) -> tuple[bool, str]:
-        req = {"spec": spec, "options": options, "args": args, "cpu_s": cpu_s}
+        # sys.path travels with each call: a plug-in importable here now is importable there (a worker
+        # started earlier may predate the path entry)
+        req = {"spec": spec, "options": options, "args": args, "cpu_s": cpu_s, "path": list(sys.path)}
         with self._slots:
             with self._lock:
                 w = self._idle.pop() if self._idle else None

@@ -1,6 +1,6 @@
 """The tool worker process: ``python -m instructkit.toolset.worker`` (started by :mod:`.sandbox`).
 
-Reads one JSON request per line on stdin - ``{"spec", "options", "args", "cpu_s"}`` - loads the tool by its
+Reads one JSON request per line on stdin - ``{"spec", "options", "args", "cpu_s", "path"}`` - loads the tool by its
 spec (cached), runs it under a CPU-time limit and writes one JSON line ``{"ok", "content"}``. A call that
 exceeds the limit gets SIGXCPU and the process dies; the parent answers with an error and starts a new
 worker. It exits when stdin closes (the parent is gone).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import sys
 from typing import Any
@@ -36,6 +37,9 @@ def run_one(tools: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
     from instructkit.toolset.registry import MAX_RESULT_CHARS, load_tool
 
     key = json.dumps([req["spec"], req.get("options") or {}], sort_keys=True)
+    for p in reversed(req.get("path") or []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
     try:
         if key not in tools:
             tools[key] = load_tool(req["spec"], **(req.get("options") or {}))
@@ -51,6 +55,10 @@ def run_one(tools: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a call stopped by SIGXCPU leaves no core file
+    try:
+        os.nice(10)  # tool calls yield the CPU to the process they serve (the server's event loop)
+    except OSError:
+        pass
     tools: dict[str, Any] = {}
     for line in sys.stdin:
         try:

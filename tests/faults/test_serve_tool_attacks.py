@@ -8,6 +8,7 @@ call: the server answers ``/health`` within 200 ms throughout.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -79,6 +80,10 @@ def test_health_answers_within_200ms_while_tool_attacks_run(tiny_tokenizer, tmp_
                                    json={"model": "tiny", "messages": [{"role": "user", "content": "go"}]})
         probe = httpx.Client(timeout=30)  # one connection: the probe measures the server, not TLS setup
         probe.get(f"{root(srv)}/health")
+        # the server shares this process with the whole test session's heap: a full GC of it pauses every
+        # thread ~0.5 s, which is not what this test measures (`instructkit serve` freezes its startup heap)
+        gc.collect()
+        gc.freeze()
         t = threading.Thread(target=attack)
         t.start()
         lat = []
@@ -89,6 +94,7 @@ def test_health_answers_within_200ms_while_tool_attacks_run(tiny_tokenizer, tmp_
             assert h.status_code == 200
             time.sleep(0.05)
         t.join()
+        gc.unfreeze()
         r = done["r"]
         assert r.status_code == 200, r.text
         trace = r.json()["choices"][0]["message"]["tool_trace"]
@@ -96,6 +102,6 @@ def test_health_answers_within_200ms_while_tool_attacks_run(tiny_tokenizer, tmp_
         assert all(x["result"].startswith("error:") for x in trace), trace
         assert "CPU-time limit" in trace[-1]["result"]
         print("health latency max %.3f s over %d probes" % (max(lat), len(lat)))
-        assert len(lat) >= 3 and max(lat) < 0.2, sorted(lat)[-5:]
+        assert len(lat) >= 20 and max(lat) < 0.2, sorted(lat)[-5:]
     finally:
         srv.close()
