@@ -52,6 +52,8 @@ class GenerateRequest:
 class GenerateResult:
     texts: list[str]                 # n completions, stop strings removed
     n_tokens: list[int]              # generated tokens per completion
+    #: why each completion ended (stop | length), where the backend knows it
+    finish_reasons: list[str] | None = None
 
 
 @runtime_checkable

@@ -7,7 +7,36 @@ there would survive the mask (0 * NaN = NaN in the attention matmul).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+
+
+@lru_cache(maxsize=1)
+def _cache_arg() -> str:
+    # transformers renamed the forward's ``past_key_values`` to ``cache`` (and the output field with it);
+    # the old name warns (FutureWarning) and goes away in 5.40. Older versions (>= 4.56, our floor) only
+    # know ``past_key_values``.
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+
+
+def cache_kwargs(cache: Any) -> dict[str, Any]:
+    """The forward's keyword for a KV cache, under the installed transformers' name."""
+    return {_cache_arg(): cache}
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache a forward returned (``out.cache``, or ``out.past_key_values`` before the rename)."""
+    return getattr(out, _cache_arg())
+
+
+def is_sliding(model: Any) -> bool:
+    """Whether any attention layer of ``model`` uses a sliding window (it counts padding columns too)."""
+    cfg = getattr(model, "config", None)
+    types = getattr(cfg, "layer_types", None)
+    if types:
+        return any("sliding" in str(t) for t in types)
+    return bool(getattr(cfg, "sliding_window", None)) and getattr(cfg, "use_sliding_window", True) is not False
 
 
 def _pad_left(t: Any, n: int) -> Any:
@@ -64,6 +93,26 @@ class BatchCache:
         import torch
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], 1)
         return self.mask
+
+    def rollback(self, length: int) -> None:
+        """Undo a failed forward: keep the first ``length`` columns (a forward that raised half-way has
+        appended its keys to some layers only)."""
+        if self.cache is None:
+            return
+        for layer in self._layers(self.cache):
+            layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
+        self.mask = self.mask[:, :length]
+
+    def subset(self, rows: list[int]) -> tuple[Any, Any]:
+        """A copy of rows ``rows``: (DynamicCache, mask) to try a forward on without touching the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        idx = torch.tensor(rows, device=self.mask.device)
+        out = DynamicCache()
+        for i, layer in enumerate(self._layers(self.cache)):
+            out.update(layer.keys.index_select(0, idx), layer.values.index_select(0, idx), i)
+        return out, self.mask.index_select(0, idx)
 
     def select(self, keep: list[int]) -> None:
         """Keep only rows ``keep`` (in that order); drop leading columns that are padding in every row."""

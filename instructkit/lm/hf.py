@@ -209,6 +209,7 @@ class HFModel:
         """Score packed rows (on top of a shared prefix's KV cache when ``cache`` is given)."""
         import torch
 
+        from instructkit.lm.cache import cache_kwargs
         from instructkit.lm.prefix import expand_cache, with_prefix
 
         rows.sort(key=lambda r: -(len(r[0]) + sum(len(c) - 1 for _, c in r[1])))
@@ -222,7 +223,7 @@ class HFModel:
             kw: dict[str, Any] = dict(use_cache=False)
             if cache is not None:
                 mask, position_ids = with_prefix(mask, position_ids, plen)
-                kw = dict(past_key_values=expand_cache(cache, len(batch)), use_cache=True)
+                kw = dict(cache_kwargs(expand_cache(cache, len(batch))), use_cache=True)
             kw.update(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
             with torch.no_grad():
                 try:

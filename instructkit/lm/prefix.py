@@ -62,9 +62,11 @@ def prefix_cache(model: Any, prefix: Sequence[int], device: Any) -> Any:
     """The KV cache of ``prefix`` (one forward, batch 1)."""
     import torch
 
+    from instructkit.lm.cache import output_cache
+
     with torch.no_grad():
         out = model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
-    return out.past_key_values
+    return output_cache(out)
 
 
 def expand_cache(cache: Any, batch: int) -> Any:

@@ -1,6 +1,9 @@
-"""Per-sequence decoding pieces of the engine: sampling parameters, next-token choice, stop handling.
+"""Per-sequence decoding pieces of the engine: sampling parameters and the next-token choice.
 
-Kept apart from the scheduler (``engine.py``) so each piece reads top to bottom and is tested alone.
+Kept apart from the scheduler (``engine.py``, ``batch.py``) so each piece reads top to bottom and is tested
+alone. Everything runs where the logits are (the model's device): a step copies to the CPU only the chosen
+token ids and, for rows that asked for them, the chosen and top-k log-probs - never a full-vocabulary row.
+Text handling (incremental detokenization, stop strings) is in ``detok.py``.
 """
 
 from __future__ import annotations
@@ -8,6 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from instructkit.lm.detok import StopChecker  # noqa: F401  (re-exported: callers import it from here)
+
+#: torch.Generator seeds are unsigned 64-bit: derived per-choice seeds wrap around
+_SEED_MOD = 1 << 64
 
 
 @dataclass
@@ -28,6 +36,11 @@ class SamplingParams:
     adapter: str | None = None          # LoRA adapter name; None = the base model
     ignore_eos: bool = False
 
+    @property
+    def plain(self) -> bool:
+        """Greedy with nothing to adjust: the row's token is the batch argmax."""
+        return self.temperature <= 0 and not (self.logit_bias or self.presence_penalty or self.frequency_penalty)
+
 
 @dataclass
 class TokenLogprob:
@@ -36,32 +49,39 @@ class TokenLogprob:
     top: list[tuple[int, float]] = field(default_factory=list)
 
 
-def make_generator(seed: int | None) -> Any:
+def derive_seed(seed: int | None, index: int) -> int | None:
+    """Choice ``index``'s seed (``seed + index``, wrapped into torch's unsigned 64-bit range)."""
+    return None if seed is None else (int(seed) + index) % _SEED_MOD
+
+
+def make_generator(seed: int | None, device: Any = "cpu") -> Any:
     import torch
-    g = torch.Generator()
-    g.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+    g = torch.Generator(device=device)
+    g.manual_seed(seed % _SEED_MOD if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
     return g
 
 
 def adjust_logits(logits: Any, p: SamplingParams, generated: Sequence[int]) -> Any:
-    """OpenAI's logit_bias, presence and frequency penalties on one row (fp32, CPU)."""
+    """OpenAI's logit_bias, presence and frequency penalties on one row (fp32, on the row's device)."""
     import torch
+    dev = logits.device
     if p.logit_bias:
-        ids = torch.tensor(list(p.logit_bias), dtype=torch.long)
+        ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=dev)
         logits = logits.clone()
-        logits[ids] += torch.tensor(list(p.logit_bias.values()), dtype=logits.dtype)
+        logits[ids] += torch.tensor(list(p.logit_bias.values()), dtype=logits.dtype, device=dev)
     if (p.presence_penalty or p.frequency_penalty) and generated:
-        ids, counts = torch.tensor(list(generated), dtype=torch.long).unique(return_counts=True)
+        ids, counts = torch.tensor(list(generated), dtype=torch.long, device=dev).unique(return_counts=True)
         logits = logits.clone()
         logits[ids] -= p.presence_penalty + p.frequency_penalty * counts.to(logits.dtype)
     return logits
 
 
-def choose(logits: Any, p: SamplingParams, generator: Any) -> int:
-    """The next token of one sequence: argmax when greedy, else temperature + nucleus sampling."""
+def choose(logits: Any, p: SamplingParams, generator: Any) -> Any:
+    """The next token of one sequence as a 0-d tensor on the logits' device: argmax when greedy, else
+    temperature + nucleus sampling."""
     import torch
     if p.temperature <= 0:
-        return int(logits.argmax())
+        return logits.argmax()
     probs = torch.softmax(logits / p.temperature, dim=-1)
     if p.top_p < 1.0:
         sp, si = probs.sort(descending=True)
@@ -69,7 +89,40 @@ def choose(logits: Any, p: SamplingParams, generator: Any) -> int:
         drop = (sp.cumsum(-1) - sp) >= p.top_p
         sp[drop] = 0.0
         probs = torch.zeros_like(probs).scatter_(0, si, sp)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def next_tokens(logits: Any, params: Sequence[SamplingParams], histories: Sequence[Sequence[int]],
+                generators: Sequence[Any]) -> tuple[list[int], list[TokenLogprob | None]]:
+    """One token per row of ``logits`` ([B, V] fp32 on the model's device) and, for rows whose params ask
+    for logprobs, its :class:`TokenLogprob` (raw model distribution). One device->CPU copy of B ids, plus
+    the gathered log-probs of the rows that want them."""
+    import torch
+
+    tokens = logits.argmax(-1)
+    special = [b for b, p in enumerate(params) if not p.plain]
+    if special:
+        tokens = tokens.clone()
+        for b in special:
+            p = params[b]
+            tokens[b] = choose(adjust_logits(logits[b], p, histories[b]), p, generators[b])
+    want = [b for b, p in enumerate(params) if p.logprobs]
+    lps: list[TokenLogprob | None] = [None] * len(params)
+    if want:
+        idx = torch.tensor(want, device=logits.device)
+        logp = torch.log_softmax(logits.index_select(0, idx), dim=-1)
+        chosen = logp.gather(1, tokens.index_select(0, idx)[:, None])[:, 0].tolist()
+        k = max(params[b].top_logprobs for b in want)
+        top_v, top_i = (logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long()))
+        top_v, top_i = top_v.tolist(), top_i.tolist()
+        for j, b in enumerate(want):
+            kb = params[b].top_logprobs
+            lps[b] = TokenLogprob(0, chosen[j], list(zip(top_i[j][:kb], top_v[j][:kb])))
+    out = tokens.tolist()
+    for b, lp in enumerate(lps):
+        if lp is not None:
+            lp.token_id = out[b]
+    return out, lps
 
 
 def token_logprob(logp_row: Any, token: int, k: int) -> TokenLogprob:
@@ -78,34 +131,3 @@ def token_logprob(logp_row: Any, token: int, k: int) -> TokenLogprob:
         v, i = logp_row.topk(k)
         top = [(int(a), float(b)) for a, b in zip(i, v)]
     return TokenLogprob(token, float(logp_row[token]), top)
-
-
-class StopChecker:
-    """Incremental detokenization with stop strings.
-
-    ``feed(all generated ids)`` -> (stable text, stopped). Text is decoded from all generated ids (so
-    multi-token characters come out whole); a trailing U+FFFD (an incomplete UTF-8 sequence) and any
-    tail that could still grow into a stop string are held back from streaming, so a stop string never
-    leaks to a client, not even split across chunks.
-    """
-
-    def __init__(self, tokenizer: Any, stop: Sequence[str]):
-        self.tok, self.stop = tokenizer, [s for s in stop if s]
-        self.text = ""
-
-    def feed(self, ids: Sequence[int]) -> tuple[str, bool]:
-        self.text = self.tok.decode(list(ids), skip_special_tokens=True)
-        cut = min((k for k in (self.text.find(s) for s in self.stop) if k != -1), default=-1)
-        if cut != -1:
-            self.text = self.text[:cut]
-            return self.text, True
-        return self.text[: len(self.text) - self._hold(self.text)], False
-
-    def _hold(self, text: str) -> int:
-        hold = 1 if text.endswith("\ufffd") else 0
-        for s in self.stop:
-            for k in range(min(len(s) - 1, len(text)), hold, -1):
-                if text.endswith(s[:k]):
-                    hold = k
-                    break
-        return hold

@@ -72,7 +72,7 @@ class ServedModels:
         base = {"id": self.base, "object": "model", "created": self.created, "owned_by": "instructkit",
                 "root": self.base, "parent": None}
         return [base] + [{"id": n, "object": "model", "created": self.created, "owned_by": "instructkit",
-                          "root": p, "parent": self.base} for n, p in self.adapters.items()]
+                          "root": n, "parent": self.base} for n in self.adapters]  # never the server's file paths
 
 
 def load_served(model_ref: str, adapters: dict[str, str], *, dtype: str = "float32",

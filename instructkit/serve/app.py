@@ -22,7 +22,7 @@ from instructkit.serve.adapters import ServedModels
 from instructkit.serve.guard import Guard
 from instructkit.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, validation_message
 from instructkit.serve.responses import Shape, usage
-from instructkit.serve.streaming import Run
+from instructkit.serve.streaming import Run, unless_disconnected
 
 log = logging.getLogger("instructkit.serve")
 
@@ -120,8 +120,8 @@ def build_app(state: ServerState) -> Any:
     async def health() -> JSONResponse:
         if state.engine is None:
             return JSONResponse({"status": "error" if state.load_error else "loading"}, status_code=503)
-        return JSONResponse({"status": "ok", "running": len(state.engine._running),
-                             "waiting": len(state.engine._waiting)})
+        # admitting: popped from the queue, being prefilled (a long prefill must not look like a hang)
+        return JSONResponse(dict({"status": "ok"}, **state.engine.status()))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -159,10 +159,14 @@ def build_app(state: ServerState) -> Any:
                          body.top_logprobs or 0, "messages")
         shape = Shape("chat", body.model, state.tokenizer)
         if parse is not None and state.tool_hook.server is not None:  # --run-tools: the server runs the loop
+            import threading
+
             from instructkit.serve.tools import respond
             make = lambda n: _params(state, body, n, max_tokens, state.default_max_tokens, adapter,  # noqa: E731
                                      False, 0, "messages")
-            return await run_in_threadpool(respond, state, body, msgs, shape, make)
+            abandon = threading.Event()  # the client left: the loop stops at its next generation or call
+            return await unless_disconnected(request, run_in_threadpool(respond, state, body, msgs, shape, make,
+                                                                        abandon), abandon)
         run = Run(state.engine, shape, request, [ids], params)
         if body.stream:
             return run.stream(bool(body.stream_options and body.stream_options.include_usage))
@@ -191,6 +195,7 @@ def build_app(state: ServerState) -> Any:
         ids = [list(e["input_ids"]) if e is not None else list(x) for e, x in zip(enc, prompts)]
         if any(not x for x in ids):
             raise APIError(400, "prompt has no tokens", param="prompt")
+        _check_ids(ids, getattr(state.engine, "vocab_size", None) or len(tok))
         top = body.logprobs or 0
         params = _params(state, body, max(len(x) for x in ids), body.max_tokens, 16, adapter,
                          body.logprobs is not None, top, "prompt")
@@ -215,6 +220,16 @@ def build_app(state: ServerState) -> Any:
         return shape.completion(choices, usage(sum(len(x) for x in ids), sum(len(c.token_ids) for c in outs)))
 
     return Guard(app, state)
+
+
+def _check_ids(prompts: list[list[int]], vocab: int) -> None:
+    """Token-id prompts: every id must index the model's vocabulary (a bad one would fail the batch)."""
+    for k, ids in enumerate(prompts):
+        for i, t in enumerate(ids):
+            if not 0 <= t < vocab:
+                where = f"prompt[{k}][{i}]" if len(prompts) > 1 else f"prompt[{i}]"
+                raise APIError(400, f"{where}: token id {t} is out of range (0..{vocab - 1})", param="prompt",
+                               code="invalid_value")
 
 
 def _offsets(shape: Shape, lps: list[Any], start: int) -> list[int]:

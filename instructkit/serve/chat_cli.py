@@ -2,7 +2,9 @@
 
 One code path for both: with MODEL the server is started in-process on a free localhost port (same
 engine, same renderer), so local and remote chats behave identically. Commands: ``/reset`` (forget the
-history), ``/system TEXT`` (set the system prompt and reset), ``/exit`` (or Ctrl-D).
+history), ``/system TEXT`` (set the system prompt and reset), ``/exit`` (or Ctrl-D). Ctrl-C during a reply
+stops that reply (the request is closed, so the server stops generating) and returns to the prompt with
+the history kept; the part of the reply already shown stays in the history.
 """
 
 from __future__ import annotations
@@ -98,15 +100,28 @@ def chat_loop(send: Callable[[list[dict[str, str]]], Iterator[str]], read: Calla
             continue
         msgs = ([{"role": "system", "content": system}] if system else []) + history + [{"role": "user", "content": line}]
         write("assistant> ")
-        reply = "".join(_echo(send(msgs), write))
-        write("\n")
-        history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+        reply, stopped = _echo(send(msgs), write)
+        write("\n(reply stopped)\n" if stopped else "\n")
+        if reply or not stopped:
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
 
 
-def _echo(pieces: Iterator[str], write: Callable[[str], None]) -> Iterator[str]:
-    for p in pieces:
-        write(p)
-        yield p
+def _echo(pieces: Iterator[str], write: Callable[[str], None]) -> tuple[str, bool]:
+    """Show the reply as it streams; ``(text shown, stopped by Ctrl-C)``."""
+    shown: list[str] = []
+    try:
+        for p in pieces:
+            write(p)
+            shown.append(p)
+    except KeyboardInterrupt:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            try:
+                close()  # ends the HTTP stream: the server cancels the generation
+            except Exception:
+                pass
+        return "".join(shown), True
+    return "".join(shown), False
 
 
 def chat(

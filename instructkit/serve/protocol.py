@@ -7,20 +7,24 @@ dicts built in ``responses.py`` (they must match the OpenAI wire format byte for
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
+MAX_LOGIT_BIAS = 300         # entries (OpenAI's limit)
+INT64 = (-(1 << 63), (1 << 63) - 1)
+_TOKEN_KEY = re.compile(r"-?[0-9]+")             # ASCII digits only: "²".isdigit() is True, int("²") raises
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class APIError(Exception):
     """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
 
-    TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-             409: "invalid_request_error",
-             413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+    TYPES = {429: "rate_limit_error"}   # every other 4xx (409 too): invalid_request_error; 5xx: server_error
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -29,7 +33,8 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "server_error"),
+        kind = self.TYPES.get(self.status, "invalid_request_error" if 400 <= self.status < 500 else "server_error")
+        return {"error": {"message": self.message, "type": kind,
                           "param": self.param, "code": self.code}}
 
 
@@ -67,7 +72,7 @@ class _Common(_Strict):
     top_p: Optional[float] = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=MAX_N)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=INT64[0], le=INT64[1])   # int64, as OpenAI and vLLM
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     presence_penalty: float = Field(0.0, ge=-2, le=2)
@@ -81,6 +86,20 @@ class _Common(_Strict):
         v = [v] if isinstance(v, str) else list(v or [])
         if len(v) > 4:
             raise ValueError("at most 4 stop sequences")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if len(v) > MAX_LOGIT_BIAS:
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} entries")
+        for k, b in v.items():
+            if not _TOKEN_KEY.fullmatch(k):
+                raise ValueError(f"key {k!r} is not a token id (a decimal integer)")
+            if not (math.isfinite(b) and -100 <= b <= 100):
+                raise ValueError(f"bias {b} for token {k} is outside -100..100")
         return v
 
 
@@ -98,6 +117,21 @@ class ChatCompletionRequest(_Common):
     store: Optional[bool] = None
     service_tier: Optional[str] = None
     reasoning_effort: Optional[str] = None
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, v: Any) -> Any:
+        for i, t in enumerate(v or []):
+            fn = t.get("function")
+            if t.get("type") != "function":
+                raise ValueError(f"tools[{i}].type must be 'function'")
+            if not isinstance(fn, dict):
+                raise ValueError(f"tools[{i}].function is missing (an object with name, description, parameters)")
+            if not isinstance(fn.get("name"), str) or not _FUNCTION_NAME.fullmatch(fn["name"]):
+                raise ValueError(f"tools[{i}].function.name must be 1-64 characters of a-z, A-Z, 0-9, _ and -")
+            if not isinstance(fn.get("parameters", {}), dict) or not isinstance(fn.get("description", ""), str):
+                raise ValueError(f"tools[{i}].function: parameters must be an object, description a string")
+        return v
 
 
 class CompletionRequest(_Common):

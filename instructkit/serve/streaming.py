@@ -2,14 +2,16 @@
 
 The engine thread calls each request's sink; the sink hops onto the event loop with
 ``call_soon_threadsafe`` into one asyncio queue per HTTP request (all prompts x ``n`` choices).
-Whatever ends the HTTP exchange early — the client disconnecting mid-stream, a cancelled handler —
-cancels the engine requests in ``finally``, so their batch slots are freed at the next decode step.
+Whatever ends the HTTP exchange early — the client disconnecting (streamed or not: a non-streamed
+request polls for the disconnect while it waits), a cancelled handler — cancels the engine requests in
+``finally``, so their batch slots are freed at the next decode step.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+import threading
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi.responses import StreamingResponse
 
@@ -20,6 +22,31 @@ from instructkit.serve.responses import SSE_DONE, Shape, sse, usage
 #: how often an idle stream checks whether its client is still there
 _POLL_S = 0.5
 
+T = TypeVar("T")
+
+
+def client_gone() -> APIError:
+    # nobody reads this answer; 499 (nginx's "client closed request") keeps it out of the 5xx counts
+    return APIError(499, "the client closed the connection before the response was ready", code="client_closed")
+
+
+async def unless_disconnected(request: Any, work: Awaitable[T], abandon: threading.Event | None = None) -> T:
+    """Await ``work``, checking every ``_POLL_S`` whether the client went away; if it did, set ``abandon``
+    (blocking work in a thread watches it), cancel ``work`` and raise :func:`client_gone`."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise client_gone()
+    finally:
+        if not task.done():
+            if abandon is not None:
+                abandon.set()
+            task.cancel()
+
 
 class Run:
     def __init__(self, engine: Any, shape: Shape, request: Any, prompts: list[list[int]], params: Any):
@@ -28,6 +55,7 @@ class Run:
         self.total = len(prompts) * params.n
         self.queue: asyncio.Queue = asyncio.Queue()
         self.reqs: list[Any] = []
+        self._checked = asyncio.get_running_loop().time()
         self._submit()
 
     def _submit(self) -> None:
@@ -50,7 +78,8 @@ class Run:
                            headers={"Retry-After": "1"}) from None
         except ValueError as e:
             self.cancel()
-            raise APIError(400, str(e), code="invalid_value") from None
+            raise APIError(400, str(e), param="prompt" if str(e).startswith("prompt") else None,
+                           code="invalid_value") from None
 
     def cancel(self) -> None:
         for r in self.reqs:
@@ -61,15 +90,25 @@ class Run:
         outs: list[Completion | None] = [None] * self.total
         try:
             for _ in range(self.total):
-                i, ev = await self.queue.get()
+                i, ev = await self._next()
                 while ev.finish_reason is None:
-                    i, ev = await self.queue.get()
+                    i, ev = await self._next()
                 if ev.error:
                     raise APIError(500, f"generation failed: {ev.error}", code="engine_error")
                 outs[i] = self._completion(i, ev)
         finally:
             self.cancel()
         return [o for o in outs if o is not None]
+
+    async def _next(self) -> tuple[int, Event]:
+        """The next event; raises :func:`client_gone` once the client disconnected (checked every
+        ``_POLL_S`` while events flow, and while none comes)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._checked >= _POLL_S:
+            self._checked = now
+            if await self.request.is_disconnected():
+                raise client_gone()
+        return await unless_disconnected(self.request, self.queue.get())
 
     def _completion(self, i: int, ev: Event) -> Completion:
         if not self.reqs:

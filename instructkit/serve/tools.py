@@ -2,12 +2,14 @@
 
 In this mode the server offers its own toolset in every chat request and runs the tool loop itself:
 generate -> parse calls -> run them -> append results -> continue, up to ``max_calls`` calls, and
-returns only the final answer (``finish_reason: "stop"``). It is the same
+returns only the final answer: ``finish_reason`` is ``"stop"``, ``"length"`` when the answer was cut at
+max_tokens, and ``"length"`` with ``tool_limit`` in the message when the model wanted more than
+``max_calls`` calls (the answer is then the text of that turn). It is the same
 :class:`~instructkit.toolset.loop.ToolLoop` that ``instructkit chat`` and evaluation use; here its model
 is :class:`EngineLM`, which hands each round's prompts to the serving engine (so concurrent requests
 still share the engine's batches). The calls that were run and their results come back in the
 message's extra field ``tool_trace`` (the OpenAI SDK keeps unknown fields: ``message.model_extra``),
-so a client can show what the server did.
+so a client can show what the server did. A client that disconnects stops the loop (``abandon``).
 
 Client-side ``tools`` are refused in this mode: a turn mixing server tools and client tools would
 need the server to run some calls and hand others back, which the API has no shape for.
@@ -16,6 +18,7 @@ need the server to run some calls and hand others back, which the API has no sha
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from typing import Any, Callable, Sequence
 
@@ -30,8 +33,10 @@ class EngineLM:
     Blocking: call it from a worker thread, never from the event loop.
     """
 
-    def __init__(self, engine: Any, tokenizer: Any, make_params: Callable[[int], Any]):
+    def __init__(self, engine: Any, tokenizer: Any, make_params: Callable[[int], Any],
+                 abandon: threading.Event | None = None):
         self.engine, self.tok, self.make_params = engine, tokenizer, make_params
+        self.abandon = abandon or threading.Event()
         self.usage: Counter = Counter()  # prompt_tokens / completion_tokens summed over every round
 
     def generate(self, requests: Sequence[Any]) -> list[Any]:
@@ -47,12 +52,14 @@ class EngineLM:
                 self.usage["prompt_tokens"] += len(ids)
             out = []
             for q in submitted:
-                q.done.wait()
+                while not q.done.wait(0.1):
+                    if self.abandon.is_set():
+                        raise RuntimeError("the client went away")
                 c = q.outputs[0]
                 if c is None or c.finish_reason in ("error", "cancelled"):
                     raise RuntimeError(f"generation {c.finish_reason if c else 'failed'} inside the tool loop")
                 self.usage["completion_tokens"] += len(c.token_ids)
-                out.append(GenerateResult([c.text], [len(c.token_ids)]))
+                out.append(GenerateResult([c.text], [len(c.token_ids)], [c.finish_reason]))
             return out
         finally:
             for q in submitted:
@@ -84,12 +91,16 @@ class ServerTools:
                 for c in m.tool_calls or []:
                     trace.append({"name": c.name, "arguments": c.arguments, "result": results.get(c.id)})
             msg = {"role": "assistant", "content": res.final, "refusal": None, "tool_trace": trace}
-            out.append((msg, "stop"))
+            finish = "length" if res.finish_reason == "length" else "stop"
+            if res.stopped == "max_calls":  # the model wanted more calls than allowed: say so
+                msg["tool_limit"] = {"max_calls": self.max_calls, "reached": True}
+                finish = "length"
+            out.append((msg, finish))
         return out
 
 
 def respond(state: Any, body: Any, messages: list[dict[str, Any]], shape: Any,
-            make_params: Callable[[int], Any]) -> dict[str, Any]:
+            make_params: Callable[[int], Any], abandon: threading.Event | None = None) -> dict[str, Any]:
     """The chat completion of a ``--run-tools`` server (called from a worker thread by the chat route)."""
     from instructkit.lm.engine import QueueFull
     from instructkit.serve.protocol import APIError
@@ -99,7 +110,7 @@ def respond(state: Any, body: Any, messages: list[dict[str, Any]], shape: Any,
         raise APIError(400, "logprobs are not supported when the server runs tools (--run-tools)",
                        param="logprobs", code="unsupported")
     hook = state.tool_hook
-    lm = EngineLM(state.engine, state.tokenizer, make_params)
+    lm = EngineLM(state.engine, state.tokenizer, make_params, abandon)
     try:
         outs = hook.server.run(lm, state.renderer, hook.parser, messages, n=body.n or 1)
     except QueueFull as e:

@@ -5,8 +5,10 @@ Only numbers, ``+ - * / // % **``, unary signs, parentheses, a few math function
 ``pi``/``e`` pass. Every other node (names, attribute access, subscripts, lambdas, comprehensions,
 strings, calls of anything else) is rejected before anything runs. Limits bound the work: the
 expression's length (``ast.parse`` of a 1 MB or deeply nested expression is itself costly), the
-nesting depth, the exponent and the size of any intermediate integer (``9**9**9`` would otherwise
-run for hours), plus a wall-clock deadline checked at every node. Errors are returned as
+nesting depth, the exponent, ``round``'s ndigits and the size of any intermediate integer (``9**9**9``
+would otherwise run for hours), plus a wall-clock deadline checked at every node. The toolset also runs
+the calculator in a worker process with a CPU-time limit (``sandbox.py``): a bound missed here still
+stops only that call. Errors are returned as
 ``CalculatorError`` with a one-line reason, which the toolset hands back to the model as the result.
 """
 
@@ -23,6 +25,7 @@ MAX_CHARS = 500          # GSM8K annotations are < 60 chars; a long input is not
 MAX_DEPTH = 50           # nesting depth of the parsed expression
 MAX_EXPONENT = 10_000
 MAX_INT_BITS = 4_096     # ~1,233 decimal digits
+MAX_NDIGITS = 1_000      # round(x, -n) builds 10**n in C, holding the GIL: round(1, -10**8) ran for minutes
 TIME_LIMIT_S = 0.5
 
 
@@ -89,6 +92,8 @@ class _Evaluator:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
                 and not node.keywords and len(node.args) <= 8):
             args = [self.ev(a, depth + 1) for a in node.args]
+            if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_NDIGITS:
+                raise CalculatorError(f"round: ndigits out of range (|ndigits| > {MAX_NDIGITS})")
             return _check_size(_FUNCS[node.func.id](*args))
         raise CalculatorError(f"not allowed in a calculator expression: {type(node).__name__}"
                               + (f" {node.id!r}" if isinstance(node, ast.Name) else ""))

@@ -30,6 +30,8 @@ class LoopResult:
     stats: Counter = field(default_factory=Counter)
     stopped: str = "answer"          # answer | max_calls
     n_tokens: int = 0
+    #: why the last generation ended (stop | length), when the model says so
+    finish_reason: str = "stop"
 
 
 def _new_id() -> str:
@@ -90,6 +92,7 @@ class ToolLoop:
             for i, out in zip(active, outs):
                 r = results[i]
                 r.n_tokens += sum(out.n_tokens[:1])
+                r.finish_reason = (getattr(out, "finish_reasons", None) or ["stop"])[0]
                 p = self.parser.parse(out.texts[0])
                 r.stats["made"] += len(p.calls) + len(p.errors)
                 r.stats["parsed"] += len(p.calls)

@@ -3,7 +3,9 @@
 A :class:`Tool` is a Python callable plus its OpenAI-style JSON schema. The toolset runs a
 :class:`~instructkit.chat.ToolCall` and always returns a :class:`ToolResult`: an unknown tool, bad
 arguments, an exception or a timeout become an ``error: ...`` result the model reads, never a crash
-of the loop. Built-in tools are named in :data:`BUILTINS`; a user's own is given as
+of the loop. A tool loaded by spec (every built-in and plug-in) runs in a worker process with a CPU-time
+limit (:mod:`.sandbox`): a hostile argument can stop that call, never the process that asked for it.
+A :class:`Tool` built from a Python object here (``Tool.from_function``) runs in a thread. Built-in tools are named in :data:`BUILTINS`; a user's own is given as
 ``module.path:function`` (its schema from the function's ``TOOL_SCHEMA`` attribute, or one inferred
 from its signature and docstring), e.g. ``instructkit chat MODEL --tools calculator,mypkg.tools:weather``.
 """
@@ -35,8 +37,13 @@ class Tool:
     name: str
     fn: Callable[..., Any]
     schema: dict[str, Any]
-    #: seconds before a call is answered with a timeout error (the worker thread is left to finish)
+    #: seconds before a call is answered with a timeout error (a worker process is killed then)
     timeout_s: float = 10.0
+    #: how it is loaded again in a worker process (``load_tool(spec, **options)``); None: run in a thread
+    spec: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    #: CPU seconds one call may use in its worker process
+    cpu_s: float = 5.0
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], schema: dict[str, Any] | None = None,
@@ -70,6 +77,8 @@ def _schema_from_signature(fn: Callable[..., Any], name: str | None) -> dict[str
 @dataclass
 class Toolset:
     tools: dict[str, Tool] = field(default_factory=dict)
+    #: run tools that have a spec in worker processes (off: in a thread of this process, not killable)
+    isolate: bool = True
 
     def add(self, tool: Tool) -> "Toolset":
         self.tools[tool.name] = tool
@@ -96,6 +105,11 @@ class Toolset:
         missing = [k for k in tool.parameters.get("required", []) if k not in args]
         if missing:
             return ToolResult(f"error: {call.name} is missing argument(s) {', '.join(missing)}", False, call)
+        if tool.spec is not None and self.isolate:
+            from instructkit.toolset.sandbox import shared_sandbox
+            ok, content = shared_sandbox().call(tool.spec, tool.options, args, cpu_s=tool.cpu_s,
+                                                timeout_s=tool.timeout_s)
+            return ToolResult(content.replace("the tool", call.name, 1), ok, call)
         pool = cf.ThreadPoolExecutor(max_workers=1)
         try:
             out = pool.submit(tool.fn, **args).result(timeout=tool.timeout_s)
@@ -113,7 +127,7 @@ class Toolset:
 
 def _calculator(**kw: Any) -> Tool:
     from instructkit.toolset.calculator import CALCULATOR_SCHEMA, calculate
-    return Tool("calculator", lambda expression: calculate(expression), CALCULATOR_SCHEMA, timeout_s=2.0)
+    return Tool("calculator", lambda expression: calculate(expression), CALCULATOR_SCHEMA, timeout_s=5.0, cpu_s=2.0)
 
 
 def _retrieval(index: str | None = None, **kw: Any) -> Tool:
@@ -130,6 +144,12 @@ BUILTINS: dict[str, Callable[..., Tool]] = {"calculator": _calculator, "search":
 
 def load_tool(spec: str, **options: Any) -> Tool:
     """A built-in name (``calculator``, ``search``) or ``module.path:function`` (a user's plug-in)."""
+    tool = _load(spec, **options)
+    tool.spec, tool.options = spec, dict(options)
+    return tool
+
+
+def _load(spec: str, **options: Any) -> Tool:
     if spec in BUILTINS:
         return BUILTINS[spec](**options)
     if ":" not in spec:

@@ -66,11 +66,13 @@ def test_stop_checker_holds_back_partial_stop():
     class Tok:
         def decode(self, ids, skip_special_tokens=True):
             return "".join(chr(i) for i in ids)
-    sc = StopChecker(Tok(), ["END"])
+    sc = StopChecker(Tok(), ["END"])  # feed() returns the newly released text
     assert sc.feed([ord(c) for c in "abcE"]) == ("abc", False)
-    assert sc.feed([ord(c) for c in "abcEN"]) == ("abc", False)
-    assert sc.feed([ord(c) for c in "abcENX"]) == ("abcENX", False)
+    assert sc.feed([ord(c) for c in "abcEN"]) == ("", False)
+    assert sc.feed([ord(c) for c in "abcENX"]) == ("ENX", False)
+    sc = StopChecker(Tok(), ["END"])
     assert sc.feed([ord(c) for c in "abcEND!"]) == ("abc", True)
+    assert sc.text == "abc" and sc.finish([ord(c) for c in "abcEND!"]) == ""
 
 
 def test_seeded_sampling_reproducible_and_n_choices_differ(tiny_model, tiny_tokenizer):
@@ -150,4 +152,4 @@ def test_shared_prompt_prefix_prefilled_once_same_tokens(tiny_model, tiny_tokeni
     on = eng.generate_many(items)
     assert [o.outputs[0].token_ids for o in on] == [o.outputs[0].token_ids for o in off]
     assert eng.stats["prefix_tokens_reused"] >= 16 * len(items)
-    assert eng._pin is None and eng._pin_cache is None  # pinned only for the call
+    assert not eng._running and eng.load == 0  # the pinned prefix belonged to the call's requests only

@@ -181,8 +181,8 @@ def test_disconnect_mid_stream_frees_the_slot(server):
 
 
 def test_error_during_stream_is_raised_by_the_sdk(client, server, monkeypatch):
-    eng = server.state.engine
-    real = eng._decode
+    eng = server.state.engine._batch
+    real = eng._decode_forward
     calls = {"n": 0}
 
     def flaky():
@@ -190,11 +190,11 @@ def test_error_during_stream_is_raised_by_the_sdk(client, server, monkeypatch):
         if calls["n"] == 3:
             raise RuntimeError("simulated device failure")
         return real()
-    monkeypatch.setattr(eng, "_decode", flaky)
+    monkeypatch.setattr(eng, "_decode_forward", flaky)
     with pytest.raises(openai.APIError, match="simulated device failure"):
         for _ in client.chat.completions.create(model="tiny", messages=MSG, max_tokens=50, stream=True):
             pass
-    monkeypatch.setattr(eng, "_decode", real)
+    monkeypatch.setattr(eng, "_decode_forward", real)
     assert client.chat.completions.create(model="tiny", messages=MSG, max_tokens=3).choices[0].finish_reason == "length"
 
 
