@@ -17,11 +17,21 @@ TRL slices a conversational completion off the full chat render, which for ChatM
 would train the ``\n`` after the end-of-turn token as well, one extra token per side that the model never
 generates (it stops at ``<|im_end|>``) and that instructkit does not train. That token alone put the curves
 1.9% apart; ``--trl-own-tokens`` restores TRL's tokenisation to show it.
-Reported: pairs/s over the training call (reference pass included), median step time, peak RSS, and the
-max relative loss difference over the steps.
 
-    python bench/bench_dpo.py                     # tiny Llama (fast), 24 steps of 8 pairs
-    python bench/bench_dpo.py --model smollm2-135m-instruct --steps 10 --batch 4
+Same precision: TRL's ``DPOConfig`` defaults to ``bf16=True`` (it says so in its docs), which on CPU runs the
+fp32 model under bf16 autocast - that, not tokens, is why its chosen log-prob differed by ~0.23 nats before any
+update (BENCHMARKS.md, issue #24 13b). The bench sets ``bf16=False``; ``--trl-autocast`` restores TRL's default.
+Same optimizer: fused AdamW on both sides (TRL ``optim="adamw_torch_fused"``). One clock: a global torch
+optimizer step hook (``common.StepClock``) times both sides, not each tool's log.
+
+Reported per contender (median and spread over ``--rounds`` interleaved rounds): pairs/s over the training call
+(reference pass included), median step time, MFU of the median step against the GEMM ceiling measured in the same
+run (policy FLOPs only: 6 N + attention per real token of chosen and rejected; the reference forward is not
+counted - it is overhead a cache avoids), peak RSS, and the max relative loss difference over the steps.
+
+    python bench/bench_dpo.py --steps 4 --pairs 32                      # smoke (SmolLM2-135M)
+    python bench/bench_dpo.py --rounds 3 --json bench-dpo.json          # the quoted run, quiet machine
+    python bench/bench_dpo.py --model tiny                              # tiny random Llama (fixed costs dominate)
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 VARIANTS = ("trl", "trl_precompute", "instructkit")
+GEMM_SHAPES = [(576, 1536), (1536, 576), (576, 576), (576, 192)]  # SmolLM2-135M linear layers (in, out)
 
 
 def make_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -58,11 +69,13 @@ def make_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(model, tokenizer, folder): the folder is what instructkit loads; the tiny model is saved once."""
-    from instructkit.models import load_model, load_tokenizer
+    from instructkit.models import load_model, load_tokenizer, resolve_model
     from instructkit.models.tiny import save_tiny
 
     path = args.model
-    if path == "tiny":
+    if path != "tiny":
+        path = resolve_model(path)
+    else:
         path = str(Path(args.work) / "tiny")
         if not Path(path, "config.json").is_file():
             save_tiny(path, hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=512)
@@ -125,34 +138,38 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     cfg = DPOConfig(output_dir=out, beta=0.1, loss_type="sigmoid", max_length=args.max_length,
                     per_device_train_batch_size=args.batch, learning_rate=args.lr, lr_scheduler_type="constant",
                     warmup_steps=0, max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no",
-                    use_cpu=True, seed=args.seed, max_grad_norm=1.0, weight_decay=0.0, optim="adamw_torch",
+                    use_cpu=True, seed=args.seed, max_grad_norm=1.0, weight_decay=0.0, optim="adamw_torch_fused",
+                    # DPOConfig defaults to bf16=True: bf16 autocast over the model's own dtype on CPU too
+                    bf16=args.trl_autocast, fp16=False,
                     precompute_ref_log_probs=precompute, dataloader_num_workers=0, disable_tqdm=True)
-    times: list[float] = []
     losses: list[float] = []
     chosen: list[float] = []  # mean policy log-prob of the step's chosen answers: same tokens => same at step 1
 
-    class Clock(TrainerCallback):
-        def on_step_begin(self, *a: Any, **k: Any) -> None:
-            times.append(-time.perf_counter())
-
-        def on_step_end(self, *a: Any, **k: Any) -> None:
-            times[-1] += time.perf_counter()
-
+    class Logs(TrainerCallback):
         def on_log(self, _args: Any, state: Any, control: Any, logs: dict | None = None, **k: Any) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
                 chosen.append(float(logs.get("logps/chosen", float("nan"))))
 
-    trainer = trainer_cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
+    trainer = trainer_cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Logs()])
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
-    t0 = time.perf_counter()
+    clock = common.StepClock()
+    clock.start()
     trainer.train()
-    call_s = time.perf_counter() - t0
+    call_s = time.perf_counter() - clock.t0
+    clock.stop()
     shutil.rmtree(out, ignore_errors=True)
-    return {"trl": trl.__version__, "train_call_s": round(call_s, 2), "steps": len(times),
+    return {"trl": trl.__version__, "bf16_autocast": bool(args.trl_autocast), **timing(args, clock, call_s),
+            "losses": losses, "logps_chosen": chosen}
+
+
+def timing(args: argparse.Namespace, clock: Any, call_s: float) -> dict[str, Any]:
+    """From the shared optimizer-step clock: the training call, and the median step after the first."""
+    steps = clock.step_s
+    steady = steps[1:] or steps
+    return {"train_call_s": round(call_s, 2), "steps": len(steps), "step_s": [round(x, 3) for x in steps],
             "pairs_per_s": round(args.steps * args.batch / call_s, 3),
-            "median_step_s": round(statistics.median(times), 3), "losses": losses,
-            "logps_chosen": chosen}
+            "median_step_s": round(statistics.median(steady), 3) if steady else None}
 
 
 def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,21 +190,38 @@ def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
         "train.grad_accum=1", f"train.lr={args.lr}", "train.scheduler=constant", "train.warmup_steps=0",
         "train.weight_decay=0.0", "train.max_grad_norm=1.0", f"train.max_steps={args.steps}", "train.log_every=1",
         "train.progress=false", "train.tensorboard=false", "train.save_every=0"])
-    t0 = time.perf_counter()
+    clock = common.StepClock()
+    clock.start()
     res = train(recipe)
-    call_s = time.perf_counter() - t0
+    call_s = time.perf_counter() - clock.t0
+    clock.stop()
     hist = [json.loads(x) for x in res.metrics_path.read_text().splitlines()]
     steps = [h for h in hist if "loss" in h]
-    toks = [h["tokens"] - (steps[i - 1]["tokens"] if i else 0) for i, h in enumerate(steps)]
-    secs = [t / h["tokens_per_s"] for t, h in zip(toks, steps)]
     shutil.rmtree(out, ignore_errors=True)
-    return {"train_call_s": round(call_s, 2), "steps": len(steps),
-            "pairs_per_s": round(args.steps * args.batch / call_s, 3), "median_step_s": round(statistics.median(secs), 3),
-            "losses": [h["loss"] for h in steps], "logps_chosen": [h.get("logps_chosen") for h in steps]}
+    return {**timing(args, clock, call_s), "losses": [h["loss"] for h in steps],
+            "logps_chosen": [h.get("logps_chosen") for h in steps]}
+
+
+def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """The GEMM ceiling of --dtype at the model's linear shapes, and the FLOPs of one step's policy pass."""
+    model, tok, _ = load(args)
+    cfg = model.config
+    pairs = make_pairs(args.pairs, args.seed)
+    order = ik_order(len(pairs), args.seed)
+    rows = ik_token_rows(pairs, tok, args.max_length)
+    seqs = [len(rows[i]["prompt_ids"]) + len(rows[i][f"{s}_ids"]) for i in order[:args.steps * args.batch]
+            for s in ("chosen", "rejected")]
+    n = sum(p.numel() for p in model.parameters())
+    flops = sum(common.train_flops_per_token(n, cfg.num_hidden_layers, cfg.hidden_size, common.attention_ctx([k])) * k
+                for k in seqs)
+    shapes = GEMM_SHAPES if args.model != "tiny" else [(cfg.hidden_size, cfg.intermediate_size),
+                                                       (cfg.intermediate_size, cfg.hidden_size)]
+    return {"params": n, "tokens": sum(seqs), "policy_flops_per_step": flops / args.steps,
+            "ceiling": common.matmul_ceiling(args.dtype, shapes, tokens=2048, min_s=0.3)}
 
 
 CHILDREN = {"trl": lambda a: run_trl(a, False), "trl_precompute": lambda a: run_trl(a, True),
-            "instructkit": run_instructkit}
+            "instructkit": run_instructkit, "ceiling": run_ceiling}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -207,19 +241,22 @@ def child_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=VARIANTS)
+    p.add_argument("--variant", choices=(*VARIANTS, "ceiling"))
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--model", default="tiny", help="tiny | smollm2-135m-instruct | an HF folder")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="smollm2-135m-instruct | tiny | an HF folder")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--pairs", type=int, default=192)
     p.add_argument("--batch", type=int, default=8, help="pairs per optimizer step")
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--trl-own-tokens", action="store_true",
                    help="let TRL tokenise the pairs itself (it then also trains the \\n after <|im_end|>)")
+    p.add_argument("--trl-autocast", action="store_true",
+                   help="TRL's DPOConfig default bf16=True (bf16 autocast on CPU): reproduces the 0.23-nat offset")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, peer, ...): median and spread")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "instructkit-bench-dpo"))
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", default=None, help="also write the results here")
@@ -229,35 +266,26 @@ def main() -> None:
         return child_main(args)
     hw = common.hardware()
     argv, skip = [], False
-    for a in sys.argv[1:]:  # the children get every flag but --variants (and its value)
-        if skip or a.startswith("--variants"):
-            skip = a == "--variants" and not skip
+    for a in sys.argv[1:]:  # the children get every flag but --variants / --rounds (and their values)
+        if skip or a.startswith(("--variants", "--rounds")):
+            skip = a in ("--variants", "--rounds") and not skip
             continue
         argv.append(a)
-    res = {v: common.run_child(__file__, v, argv, args.timeout, print) for v in args.variants.split(",")}
-    ik = res.get("instructkit", {})
-    print(f"\nDPO sigmoid beta 0.1, {args.model} {args.dtype}, {args.steps} steps x {args.batch} pairs, "
-          f"load avg {hw['load_avg_1m']} ({hw['cpu']}, {hw['cores']} cores)")
-    print("| contender | pairs/s (train call, ref. pass incl.) | instructkit speed-up | median step s | pairs/s (median step) "
-          "| peak RSS MiB | max rel. loss diff vs instructkit |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for v, r in res.items():
-        if "error" in r:
-            print(f"| {v} | error: {r['error'][:80]} | | | | | |")
-            continue
-        diff = "-"
-        if v != "instructkit" and ik.get("losses") and r.get("losses"):
-            n = min(len(ik["losses"]), len(r["losses"]))
-            diff = f"{max(abs(a - b) / abs(b) for a, b in zip(r['losses'][:n], ik['losses'][:n])):.2%}"
-        rel = f"{ik['pairs_per_s'] / r['pairs_per_s']:.2f}x" if ik.get("pairs_per_s") and v != "instructkit" else "1.00x"
-        print(f"| {v} | {r['pairs_per_s']} | {rel} | {r['median_step_s']} | {args.batch / r['median_step_s']:.3f} "
-              f"| {r['peak_rss_mib']:.0f} | {diff} |")
-    for v, r in res.items():  # step 1 runs on the initial weights: equal chosen log-probs = equal tokens
-        if r.get("logps_chosen"):
-            print(f"{v}: per-step loss {[round(x, 6) for x in r['losses'][:6]]}, chosen log-prob "
-                  f"{[round(x, 4) if x is not None else None for x in r['logps_chosen'][:6]]}")
+    print(common.header(args.dtype, args.threads or None), flush=True)
+    ceil = common.run_child(__file__, "ceiling", argv, args.timeout, print)
+    runs = common.interleaved(args.variants.split(","), args.rounds,
+                              lambda v, _r: common.run_child(__file__, v, argv, args.timeout, print))
+    end = common.run_child(__file__, "ceiling", argv, args.timeout, print)  # load only lowers it: keep the max
+    gf = max((c["ceiling"]["best_gflops"] for c in (ceil, end) if "ceiling" in c), default=None)
+    print(common.header(args.dtype, args.threads or None))
+    if "ceiling" in ceil:
+        print(common.gemm_ceiling_line(ceil["ceiling"]) + f"; after the contenders: best "
+              f"{end.get('ceiling', {}).get('best_gflops')} GFLOP/s (the larger is used)")
+    import dpo_report
+    summary = dpo_report.report(args, runs, ceil, gf)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "hardware": hw, "results": res}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "hardware": hw, "ceiling": [ceil, end],
+                                               "results": runs, "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":

@@ -339,3 +339,69 @@ def run_child(script: str, variant: str, argv: Sequence[str], timeout: float, lo
     tail = (p.stderr or p.stdout)[-3000:]
     log(f"[{variant}] failed (exit {p.returncode}):\n{tail}")
     return {"variant": variant, "error": f"exit {p.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"}
+
+
+# -- one clock for every contender, rounds, the header line ---------------------------------------------------
+class StepClock:
+    """Wall time between optimizer steps, from a global torch optimizer step hook (``torch.optim``'s
+    ``register_optimizer_step_post_hook``): the same clock for every contender, whatever it logs itself.
+    ``start()`` just before the training call; ``step_s[k]`` is the wall time from the previous step (or the
+    start) to the end of step k."""
+
+    def __init__(self) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.t0 = time.perf_counter()
+        self.stamps: list[float] = []
+        self._handle = register_optimizer_step_post_hook(self._hook)
+
+    def _hook(self, *_: Any) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.stamps.clear()
+
+    def stop(self) -> None:
+        self._handle.remove()
+
+    @property
+    def step_s(self) -> list[float]:
+        return [b - a for a, b in zip([self.t0, *self.stamps], self.stamps)]
+
+
+def header(dtype: str, threads: int | None = None) -> str:
+    """CPU model, dtype, threads and load average: printed by every bench before its numbers."""
+    hw = hardware()
+    la = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"CPU {hw['cpu']} ({hw['cores']} cores, {' '.join(hw['isa'])}), dtype {dtype}, "
+            f"{threads or hw['torch_threads']} torch threads, load average {la}"
+            + ("  [LOADED: not a result]" if os.getloadavg()[0] > 0.5 * (hw["cores"] or 1) else ""))
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Median and spread ((max - min) / median) of the rounds' values; ``None`` values are errors, left out."""
+    import statistics
+
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"median": None, "min": None, "max": None, "spread": None, "n": 0}
+    med = statistics.median(v)
+    return {"median": med, "min": min(v), "max": max(v), "n": len(v),
+            "spread": (max(v) - min(v)) / med if med else None}
+
+
+def interleaved(contenders: Sequence[str], rounds: int, run: Callable[[str, int], dict]) -> dict[str, list[dict]]:
+    """``rounds`` interleaved rounds (ours, peer, ours, peer, ...): ``run(contender, round)`` per slot."""
+    out: dict[str, list[dict]] = {c: [] for c in contenders}
+    for rnd in range(rounds):
+        for c in contenders:
+            r = run(c, rnd)
+            r["round"] = rnd + 1
+            out[c].append(r)
+    return out
+
+
+def gemm_ceiling_line(c: dict[str, Any]) -> str:
+    return (f"GEMM ceiling in this run ({c['dtype']}, {c['threads']} threads, M={c['tokens']}, the model's linear "
+            f"shapes): best {c['best_gflops']} GFLOP/s, training mix (fwd, dgrad, wgrad) {c['train_gemm_gflops']}")

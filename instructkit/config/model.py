@@ -13,8 +13,12 @@ class ModelConfig(Section):
     name_or_path: str = Field("smollm2-135m-instruct",
                               description="Built-in alias, local HF folder, .gguf file, or hub id (org/name).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights/compute dtype. auto = the fastest this machine has, measured once "
-                               "(bf16 on GPUs and on CPUs with fast bf16 GEMMs, else fp32); float32 for exact tests.")
+        "float32", description="Weights/compute dtype. auto: on a GPU bf16 (compute capability >= 8, else fp16); on a CPU, a probe "
+                               "times the training GEMMs (forward, input and weight gradients) at the model's layer "
+                               "shapes and a 2048-token step (pack_tokens' default) in fp32 and bf16 and "
+                               "picks bf16 only if it is >= 1.3x faster; the decision is cached per machine with the "
+                               "load it was measured under, and re-measured when that load was high. float32 for "
+                               "exact tests.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] = Field(
         "sdpa", description="Attention kernel. flash_attention_2 needs flash-attn on a CUDA GPU.")
     chat_template: Optional[str] = Field(

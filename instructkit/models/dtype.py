@@ -1,9 +1,14 @@
-"""``dtype: auto``: the fastest compute dtype this machine really has, measured once and cached.
+"""``dtype: auto``: the fastest compute dtype this machine really has, measured at the training shapes and cached.
 
 Why measured, not read from a flag list: CPUs differ. One measured here has ``avx512_bf16`` and runs a
-bf16 GEMM mix 2.4x faster than fp32; another (Zen 3, no bf16 instructions) runs bf16 8-70x SLOWER,
-because torch falls back to converting every tile. A 0.3 s GEMM probe at LM-like shapes decides, and
-the result is cached per machine (CPU model, flags, torch version, threads) under the instructkit cache.
+bf16 GEMM mix 2.2x faster than fp32; another (Zen 3, no bf16 instructions) runs bf16 8-70x SLOWER,
+because torch falls back to converting every tile. The probe times the three GEMMs a training step runs per
+linear layer (forward ``x @ W^T``, input gradient ``dY @ W``, weight gradient ``dY^T @ X``) at the model's
+linear shapes and a training step's token count (M = 2048, ``train.pack_tokens``' default - not a toy
+M=256, where bf16 packing overheads dominate; every caller in a process uses the same M, so they agree), in fp32 and bf16; bf16 is picked when it is at least
+``MIN_SPEEDUP`` times faster. The decision is cached per machine (CPU model, flags, torch version, threads, M)
+with the 1-minute load average it was taken under: a decision taken on a loaded machine (load above
+``LOADED_PER_CORE`` per core) is measured again next time, and the new measurement replaces it.
 On CUDA: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 below (:func:`cuda_choice`).
 """
 
@@ -14,13 +19,19 @@ import json
 import os
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 #: bf16 must beat fp32 by this factor to be picked (it costs precision)
 MIN_SPEEDUP = 1.3
+#: a cached decision taken with the 1-minute load average above this many runnable tasks per core is re-probed
+LOADED_PER_CORE = 0.5
+#: tokens per training step the probe uses when the caller does not say (``train.pack_tokens``' default)
+DEFAULT_TOKENS = 2048
+#: (in, out) of SmolLM2-135M's linear layers (the default model): q/o, gate/up, down, k/v
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((576, 576), (576, 1536), (1536, 576), (576, 192))
 
 
-def _cpu_key() -> str:
+def _cpu_key(tokens: int) -> str:
     import torch
 
     info = ""
@@ -31,59 +42,87 @@ def _cpu_key() -> str:
     except OSError:
         import platform
         info = platform.processor()
-    raw = f"{info}|{torch.__version__}|{torch.get_num_threads()}"
+    raw = f"{info}|{torch.__version__}|{torch.get_num_threads()}|M={tokens}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def gemm_seconds(dtype: Any, m: int = 256, k: int = 576, n: int = 1536, reps: int = 3) -> float:
-    """Best-of-``reps`` time of one (m x k) @ (k x n) GEMM (SmolLM2-135M MLP shape) in ``dtype``."""
+def load_per_core() -> float:
+    """1-minute load average per core (0.0 where the OS does not say)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 0.0
+
+
+def gemm_seconds(dtype: Any, tokens: int = DEFAULT_TOKENS, shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
+                 reps: int = 3, ops: Sequence[str] = ("fwd", "dgrad", "wgrad")) -> float:
+    """Best-of-``reps`` time of one training step's GEMMs (``ops`` of every shape) at M = ``tokens``."""
     import torch
 
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(m, k, generator=g).to(dtype)
-    b = torch.randn(k, n, generator=g).to(dtype)
-    a @ b  # warm-up (kernel selection, allocation)
+    fns = []
+    for fin, fout in shapes:
+        x = torch.randn(tokens, fin, generator=g).to(dtype)
+        w = torch.randn(fout, fin, generator=g).to(dtype)
+        dy = torch.randn(tokens, fout, generator=g).to(dtype)
+        table = {"fwd": lambda x=x, w=w: torch.nn.functional.linear(x, w), "dgrad": lambda dy=dy, w=w: dy @ w,
+                 "wgrad": lambda dy=dy, x=x: dy.t() @ x}
+        fns += [table[o] for o in ops]
+
+    def once() -> None:
+        for f in fns:
+            f()
+    once()  # warm-up (kernel selection, allocation)
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        a @ b
+        once()
         best = min(best, time.perf_counter() - t)
     return best
 
 
-def _probe_cpu() -> dict[str, Any]:
+def _probe_cpu(tokens: int) -> dict[str, Any]:
     import torch
 
-    fp32 = gemm_seconds(torch.float32)
-    # a very slow bf16 path can take seconds per GEMM: one timed rep is enough to rule it out
-    bf16 = gemm_seconds(torch.bfloat16, reps=1)
-    if bf16 < 1.5 * fp32:
-        bf16 = min(bf16, gemm_seconds(torch.bfloat16))
+    # a very slow (emulated) bf16 path can take seconds: one forward GEMM per shape rules it out first
+    fwd32 = gemm_seconds(torch.float32, tokens, reps=1, ops=("fwd",))
+    fwd16 = gemm_seconds(torch.bfloat16, tokens, reps=1, ops=("fwd",))
+    if fwd16 > 1.5 * fwd32:
+        fp32, bf16 = fwd32, fwd16
+    else:
+        fp32, bf16 = gemm_seconds(torch.float32, tokens), gemm_seconds(torch.bfloat16, tokens)
     speedup = fp32 / max(bf16, 1e-12)
     pick = "bfloat16" if speedup >= MIN_SPEEDUP else "float32"
-    return {"dtype": pick, "bf16_speedup": round(speedup, 2),
-            "why": f"auto: bf16 GEMM {speedup:.2f}x the speed of fp32 on this CPU "
-                   f"({'>=' if pick == 'bfloat16' else '<'} {MIN_SPEEDUP}x needed)"}
+    load = load_per_core()
+    return {"dtype": pick, "bf16_speedup": round(speedup, 2), "tokens": tokens, "load_per_core": round(load, 2),
+            "why": f"auto: bf16 training GEMMs {speedup:.2f}x the speed of fp32 on this CPU at M={tokens} "
+                   f"({'>=' if pick == 'bfloat16' else '<'} {MIN_SPEEDUP}x needed; measured at load "
+                   f"{load:.2f}/core)"}
 
 
-@lru_cache(maxsize=4)
-def probe(device_type: str = "cpu") -> dict[str, Any]:
-    """``{"dtype", "why", ...}`` for ``device_type``; CPU results cached on disk per machine."""
-    import torch
+def _loaded(entry: dict[str, Any]) -> bool:
+    """Taken under load (or by an older version that did not record the load): not to be trusted again."""
+    return entry.get("load_per_core", float("inf")) > LOADED_PER_CORE
 
+
+@lru_cache(maxsize=8)
+def probe(device_type: str = "cpu", tokens: int = DEFAULT_TOKENS) -> dict[str, Any]:
+    """``{"dtype", "why", ...}`` for ``device_type``; CPU results cached on disk per machine and M."""
     if device_type == "cuda":
         return cuda_choice()
     from instructkit.models.paths import cache_dir
 
     path = cache_dir() / "dtype_probe.json"
-    key = _cpu_key()
+    key = _cpu_key(tokens)
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key in cached:
+    if key in cached and not _loaded(cached[key]):
         return {**cached[key], "cached": True}
-    found = _probe_cpu()
+    found = _probe_cpu(tokens)
+    if key in cached:
+        found["reprobed"] = f"the cached decision was taken at load {cached[key].get('load_per_core')}/core"
     cached[key] = found
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +159,9 @@ def enable_tf32() -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def resolve_dtype(dtype: str, device_type: str = "cpu") -> tuple[str, str]:
-    """``(dtype, reason)``: ``auto`` goes through the probe; anything else is kept as set."""
+def resolve_dtype(dtype: str, device_type: str = "cpu", tokens: int | None = None) -> tuple[str, str]:
+    """``(dtype, reason)``: ``auto`` goes through the probe (at ``tokens`` per step); anything else is kept."""
     if dtype != "auto":
         return dtype, "set in the recipe"
-    found = probe(device_type)
+    found = probe(device_type, int(tokens or DEFAULT_TOKENS))
     return found["dtype"], found["why"]
