@@ -17,7 +17,11 @@ SmolLM2-135M-Instruct in float32, ``--batch-size`` for both: ``lm_eval`` (``HFLM
 ``log_samples=True``), ``ours`` (``HFModel`` + ``instructkit.eval.runner.evaluate``: prefix reuse for
 log-likelihood, the serve engine's continuous batching for generation), and ``ours_fast`` (``--dtype auto``'s
 pick, run only when it is not float32 or ``--fast-dtype`` forces one), compared with ``ours`` in float32.
-Rounds are interleaved (the order alternates) and the fastest round per contender is reported with all of them.
+Rounds are interleaved (the order alternates); the median round per contender is reported, with the spread.
+lm-eval's ``TaskManager`` (indexing its ~14,700 task files) is built before its clock starts.
+MFU (fp32, against the GEMM ceiling measured in the same run at the model's shapes): useful forward FLOPs only -
+2 N per prompt token (each item's prompt once; recomputed shared prefixes and padding not counted) plus 2 N per
+generated token (the text re-tokenised), attention not counted - the same work for both tools.
 
 Reported per case: the first prompt from each tool, prompt mismatches, per-item prediction agreement (rank
 choice; generated text and extracted answer), max |Δ log-likelihood|, every differing item, accuracy, eval
@@ -38,10 +42,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED, emit, hardware, peak_rss_mib, run_child  # noqa: E402
+from eval_compare import accuracy, compare, useful_flops  # noqa: E402
+from common import REPO, SHARED, emit, hardware, header, matmul_ceiling, peak_rss_mib, run_child, spread  # noqa: E402
 
 OUT = REPO / "bench" / "out" / "eval"
 LETTERS = "ABCD"
+GEMM_SHAPES = [(576, 1536), (1536, 576), (576, 576), (576, 192)]  # SmolLM2-135M linear layers (in, out)
 
 
 # -- data: instructkit's loaders build the sets; lm-eval reads the same prompts -------------------------------
@@ -128,8 +134,10 @@ def child_lm_eval(args: argparse.Namespace, names: list[str]) -> dict:
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=args.path, dtype="float32", batch_size=args.batch_size, device="cpu")
+    # built before the clock: indexing lm-eval's ~14,700 task files is start-up, not evaluation
+    tm = TaskManager(include_path=str(OUT / "tasks"))
     t0, c0 = time.perf_counter(), time.process_time()
-    res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=TaskManager(include_path=str(OUT / "tasks")),
+    res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=tm,
                                   num_fewshot=0, log_samples=True, bootstrap_iters=0, batch_size=args.batch_size)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     items = []
@@ -168,6 +176,8 @@ def child_ours(args: argparse.Namespace, case_sets: list, dtype: str) -> dict:
 def run_variant(args: argparse.Namespace) -> None:
     import torch
     torch.set_num_threads(args.threads)
+    if args.variant == "ceiling":  # fp32 GEMM rate at the model's linear shapes, in this run
+        return emit({"variant": "ceiling", "ceiling": matmul_ceiling("float32", GEMM_SHAPES, tokens=2048, min_s=0.3)})
     sets = build_sets(args)[args.case]
     if args.variant == "lm_eval":
         res = child_lm_eval(args, [f"ik_{args.case}_{j}" for j in range(len(sets))])
@@ -176,40 +186,6 @@ def run_variant(args: argparse.Namespace) -> None:
     emit({"variant": args.variant, "case": args.case, "peak_rss_mib": peak_rss_mib(), **res})
 
 
-# -- the comparison ------------------------------------------------------------------------------------------------
-def compare(items_of: list, peer: dict, us: dict) -> dict:
-    """Per-item agreement between two runs over the same items (``items_of``: the EvalItems, in order)."""
-    diffs, max_abs, same_prompt = [], 0.0, 0
-    for k, (it, a, b) in enumerate(zip(items_of, peer["items"], us["items"])):
-        same_prompt += a["prompt"] == b["prompt"] == it.prompt
-        if "ll" in a:
-            max_abs = max(max_abs, max(abs(x - y) for x, y in zip(a["ll"], b["ll"])))
-            pa, pb = max(range(len(a["ll"])), key=a["ll"].__getitem__), max(range(len(b["ll"])), key=b["ll"].__getitem__)
-            if pa != pb:
-                srt = sorted(a["ll"], reverse=True)
-                diffs.append({"item": k, "task": it.task, "peer": it.choices[pa], "ours": it.choices[pb],
-                              "peer_top2_margin": srt[0] - srt[1], "max_abs_dll": max(abs(x - y) for x, y in zip(a["ll"], b["ll"]))})
-        else:
-            xa, xb = it.spec.extract_text(a["text"], it.options), it.spec.extract_text(b["text"], it.options)
-            if a["text"] != b["text"]:
-                pre = os.path.commonprefix([a["text"], b["text"]])
-                diffs.append({"item": k, "task": it.task, "answer_peer": xa, "answer_ours": xb,
-                              "same_answer": xa == xb, "common_prefix_chars": len(pre),
-                              "peer_tail": a["text"][len(pre):][:80], "ours_tail": b["text"][len(pre):][:80]})
-    n = len(items_of)
-    return {"items": n, "same_prompt": same_prompt, "differing_items": len(diffs),
-            "differing_answers": sum(1 for d in diffs if not d.get("same_answer", False)),
-            "max_abs_dll": max_abs if any("ll" in a for a in peer["items"]) else None, "differences": diffs}
-
-
-def accuracy(items_of: list, run: dict) -> float:
-    ok = 0
-    for it, r in zip(items_of, run["items"]):
-        if "ll" in r:
-            ok += max(range(len(r["ll"])), key=r["ll"].__getitem__) == it.target_index
-        else:
-            ok += it.spec.score(it.spec.extract_text(r["text"], it.options), it.target, it.options) == 1.0
-    return ok / max(len(items_of), 1)
 
 
 def main() -> None:
@@ -258,6 +234,12 @@ def main() -> None:
                     "load_avg_start": os.getloadavg(), "model": args.model, "args": {k: v for k, v in vars(args).items()
                     if k not in ("variant", "case")}, "dtype_auto": {"dtype": fast, "why": why}, "cases": {}}
     script = str(Path(__file__).resolve())
+    print(header("float32", args.threads), flush=True)
+    ceil = run_child(script, "ceiling", ["--case", "mmlu", *passthrough], args.timeout, print).get("ceiling", {})
+    gflops, report["ceiling"] = ceil.get("best_gflops"), ceil
+    from instructkit.models import load_model, load_tokenizer
+    tok = load_tokenizer(args.path)
+    n_params = sum(p.numel() for p in load_model(args.path, dtype="float32").parameters())  # tied head counted once
     for case in sets:
         items_of = [it for es in sets[case] for it in es.items]
         runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -270,7 +252,7 @@ def main() -> None:
                 runs[v].append(res)
                 if "error" in res:
                     raise SystemExit(f"{v} failed on {case}: {res['error']}")
-        best = {v: min(rs, key=lambda x: x["wall_s"]) for v, rs in runs.items()}
+        best = {v: sorted(rs, key=lambda x: x["wall_s"])[(len(rs) - 1) // 2] for v, rs in runs.items()}  # median
         peer, us = best["lm_eval"], best["ours"]
         print(f"\n[{case}] first prompt, lm-eval:\n{peer['items'][0]['prompt']!r}\n[{case}] first prompt, instructkit:\n"
               f"{us['items'][0]['prompt']!r}\n")
@@ -279,6 +261,9 @@ def main() -> None:
                "accuracy": {v: accuracy(items_of, b) for v, b in best.items()},
                "runs": {v: [{k: x.get(k) for k in ("wall_s", "cpu_s", "peak_rss_mib", "child_wall_s", "load_avg_1m_before")}
                             for x in rs] for v, rs in runs.items()},
+               "wall_s": {v: spread([x["wall_s"] for x in rs]) for v, rs in runs.items()},
+               "mfu": {v: useful_flops(tok, n_params, items_of, b) / b["wall_s"] / (gflops * 1e9)
+                       for v, b in best.items()} if gflops else None,
                "speedup_wall": peer["wall_s"] / us["wall_s"], "speedup_cpu": peer["cpu_s"] / us["cpu_s"],
                "lm_eval_version": peer.get("version"), "ours_engine": us.get("engine"),
                "ours_prefix_tokens_reused": us.get("prefix_tokens_reused")}
@@ -290,7 +275,11 @@ def main() -> None:
         print(f"[{case}] {p['items']} items: prompts identical {p['same_prompt']}/{p['items']}; predictions differ on "
               f"{p['differing_items']} ({p['differing_answers']} answers); max |Δ ll| {p['max_abs_dll']}; "
               f"wall lm-eval {peer['wall_s']:.1f}s vs ours {us['wall_s']:.1f}s -> x{rec['speedup_wall']:.2f}; "
-              f"CPU x{rec['speedup_cpu']:.2f}; peak RSS {peer['peak_rss_mib']:.0f} vs {us['peak_rss_mib']:.0f} MiB", flush=True)
+              f"CPU x{rec['speedup_cpu']:.2f}; peak RSS {peer['peak_rss_mib']:.0f} vs {us['peak_rss_mib']:.0f} MiB; "
+              f"wall over rounds (median [min-max]): " + "; ".join(f"{v} {w['median']:.1f} [{w['min']:.1f}-{w['max']:.1f}]"
+                                                              for v, w in rec["wall_s"].items())
+              + (f"; MFU (useful fwd FLOPs / fp32 ceiling {gflops} GFLOP/s): "
+                 + ", ".join(f"{v} {m:.1%}" for v, m in rec["mfu"].items()) if rec["mfu"] else ""), flush=True)
         for d in p["differences"]:
             print("   ", json.dumps(d, ensure_ascii=False))
         if "fast_vs_fp32" in rec:
@@ -300,6 +289,7 @@ def main() -> None:
     report["load_avg_end"] = os.getloadavg()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(header("float32", args.threads))
     print(f"\nload average start {report['load_avg_start']}, end {report['load_avg_end']}; wrote {OUT / 'bench_eval.json'}")
 
 
