@@ -215,7 +215,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parity-row-tokens", type=int, default=256)
     p.add_argument("--parity-eval-examples", type=int, default=8)
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto = bfloat16 where the CPU has native bf16 (AVX512-BF16/AMX), else float32")
+                   help="auto = what instructkit's dtype: auto picks (a probe of the training GEMMs at --row-tokens)")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--examples", type=int, default=None, help="training examples (each seen once)")
     p.add_argument("--eval-examples", type=int, default=None, help="held-out examples for the loss check")
@@ -232,14 +232,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, peer, ...): median round shown, spread reported")
     p.add_argument("--json", default=None, help="also write the full results here")
     a = p.parse_args(argv)
-    if a.dtype == "auto":
-        a.dtype = "bfloat16" if common.native_bf16() else "float32"
     # TRL runs at ~10 real tokens/s on 2 shared cores (see BENCHMARKS.md), which bounds the sizes
     size = dict(steps=3, examples=0, eval_examples=4, max_tokens=256, row_tokens=256) if a.quick else \
         dict(steps=80, examples=0, eval_examples=16, max_tokens=512, row_tokens=512)
     for k, v in size.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    if a.dtype == "auto":  # what `dtype: auto` picks: a probe of the training GEMMs at this row length
+        from instructkit.models.dtype import resolve_dtype
+        a.dtype, why = resolve_dtype("auto", "cpu", a.row_tokens)
+        print(f"--dtype auto -> {a.dtype} ({why})", file=sys.stderr)
     return a
 
 
