@@ -17,7 +17,8 @@ class ModelConfig(Section):
                                "times the training GEMMs (forward, input and weight gradients) at the model's layer "
                                "shapes and a 2048-token step (pack_tokens' default) in fp32 and bf16 and "
                                "picks bf16 only if it is >= 1.3x faster; the decision is cached per machine with the "
-                               "load it was measured under, and re-measured when that load was high. float32 for "
+                               "load it was measured under, and re-measured when that load was high and the machine is "
+                               "quieter now. float32 for "
                                "exact tests.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] = Field(
         "sdpa", description="Attention kernel. flash_attention_2 needs flash-attn on a CUDA GPU.")

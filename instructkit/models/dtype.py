@@ -5,10 +5,11 @@ bf16 GEMM mix 2.2x faster than fp32; another (Zen 3, no bf16 instructions) runs 
 because torch falls back to converting every tile. The probe times the three GEMMs a training step runs per
 linear layer (forward ``x @ W^T``, input gradient ``dY @ W``, weight gradient ``dY^T @ X``) at the model's
 linear shapes and a training step's token count (M = 2048, ``train.pack_tokens``' default - not a toy
-M=256, where bf16 packing overheads dominate; every caller in a process uses the same M, so they agree), in fp32 and bf16; bf16 is picked when it is at least
-``MIN_SPEEDUP`` times faster. The decision is cached per machine (CPU model, flags, torch version, threads, M)
+M=256, where bf16 packing overheads dominate; every caller in a process uses the same M, so they agree), in
+fp32 and bf16; bf16 is picked when it is at least ``MIN_SPEEDUP`` times faster. The decision is cached per machine (CPU model, flags, torch version, threads, M)
 with the 1-minute load average it was taken under: a decision taken on a loaded machine (load above
-``LOADED_PER_CORE`` per core) is measured again next time, and the new measurement replaces it.
+``LOADED_PER_CORE`` per core) is measured again by the next process that finds the machine quieter than it
+was then, and the new measurement replaces it (~1-6 s at M=2048).
 On CUDA: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 below (:func:`cuda_choice`).
 """
 
@@ -55,7 +56,7 @@ def load_per_core() -> float:
 
 
 def gemm_seconds(dtype: Any, tokens: int = DEFAULT_TOKENS, shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
-                 reps: int = 3, ops: Sequence[str] = ("fwd", "dgrad", "wgrad")) -> float:
+                 reps: int = 2, ops: Sequence[str] = ("fwd", "dgrad", "wgrad")) -> float:
     """Best-of-``reps`` time of one training step's GEMMs (``ops`` of every shape) at M = ``tokens``."""
     import torch
 
@@ -100,9 +101,11 @@ def _probe_cpu(tokens: int) -> dict[str, Any]:
                    f"{load:.2f}/core)"}
 
 
-def _loaded(entry: dict[str, Any]) -> bool:
-    """Taken under load (or by an older version that did not record the load): not to be trusted again."""
-    return entry.get("load_per_core", float("inf")) > LOADED_PER_CORE
+def _stale(entry: dict[str, Any]) -> bool:
+    """Taken under load (or by an older version that did not record the load) and the machine is quieter now:
+    measure again. Under the same or a higher load a new probe would be no better, so the entry is kept."""
+    then = entry.get("load_per_core", float("inf"))
+    return then > LOADED_PER_CORE and load_per_core() < then
 
 
 @lru_cache(maxsize=8)
@@ -118,7 +121,7 @@ def probe(device_type: str = "cpu", tokens: int = DEFAULT_TOKENS) -> dict[str, A
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key in cached and not _loaded(cached[key]):
+    if key in cached and not _stale(cached[key]):
         return {**cached[key], "cached": True}
     found = _probe_cpu(tokens)
     if key in cached:

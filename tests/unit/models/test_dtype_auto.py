@@ -23,7 +23,7 @@ def fresh(tmp_path, monkeypatch):
 def fake_gemms(monkeypatch, fp32: float, bf16: float) -> list:
     calls = []
 
-    def fake(dtype, tokens=dt.DEFAULT_TOKENS, shapes=dt.DEFAULT_SHAPES, reps=3, ops=("fwd", "dgrad", "wgrad")):
+    def fake(dtype, tokens=dt.DEFAULT_TOKENS, shapes=dt.DEFAULT_SHAPES, reps=2, ops=("fwd", "dgrad", "wgrad")):
         calls.append((dtype, tokens, tuple(ops)))
         return fp32 if dtype == torch.float32 else bf16
 
@@ -70,10 +70,23 @@ def test_decision_taken_under_load_is_measured_again(fresh, monkeypatch):
     calls2 = fake_gemms(monkeypatch, 1.0, 0.4)
     found = dt.probe("cpu")
     assert found["dtype"] == "bfloat16" and calls2 and "7.5" in found["reprobed"]
-    # taken quietly: the next process trusts it
+    # taken quietly: the next process trusts it, whatever the load now
     dt.probe.cache_clear()
     calls3 = fake_gemms(monkeypatch, 1.0, 1.0)
     assert dt.resolve_dtype("auto", "cpu")[0] == "bfloat16" and not calls3 and n
+
+
+def test_loaded_decision_is_kept_while_the_machine_is_no_quieter(fresh, monkeypatch):
+    fake_gemms(monkeypatch, 1.0, 1.0)
+    monkeypatch.setattr(dt, "load_per_core", lambda: 5.0)
+    dt.resolve_dtype("auto", "cpu")
+    dt.probe.cache_clear()
+    monkeypatch.setattr(dt, "load_per_core", lambda: 6.0)  # busier than when it was measured: no better probe now
+    calls = fake_gemms(monkeypatch, 1.0, 0.4)
+    assert dt.resolve_dtype("auto", "cpu")[0] == "float32" and not calls
+    dt.probe.cache_clear()
+    monkeypatch.setattr(dt, "load_per_core", lambda: 3.0)  # quieter (still loaded): measured again
+    assert dt.resolve_dtype("auto", "cpu")[0] == "bfloat16" and calls
 
 
 def test_entry_without_a_recorded_load_is_measured_again(fresh, monkeypatch):
