@@ -21,7 +21,8 @@ Rounds are interleaved (the order alternates); the median round per contender is
 lm-eval's ``TaskManager`` (indexing its ~14,700 task files) is built before its clock starts.
 MFU (fp32, against the GEMM ceiling measured in the same run at the model's shapes): useful forward FLOPs only -
 2 N per prompt token (each item's prompt once; recomputed shared prefixes and padding not counted) plus 2 N per
-generated token (the text re-tokenised), attention not counted - the same work for both tools.
+generated token (the text re-tokenised), attention not counted - the same work for both tools. It is a rate of
+useful work, not of hardware use: a tool that skips work (prefix reuse across few-shot prompts) can exceed 100%.
 
 Reported per case: the first prompt from each tool, prompt mismatches, per-item prediction agreement (rank
 choice; generated text and extracted answer), max |Δ log-likelihood|, every differing item, accuracy, eval
@@ -286,6 +287,9 @@ def main() -> None:
             f = rec["fast_vs_fp32"]
             print(f"[{case}] {f['dtype']} vs float32 (ours): {f['differing_items']} items differ "
                   f"({f['differing_answers']} answers), max |Δ ll| {f['max_abs_dll']}, x{f['speedup_wall_vs_fp32']:.2f}")
+    end = run_child(script, "ceiling", ["--case", "mmlu", *passthrough], args.timeout, print).get("ceiling", {})
+    report["ceiling_end"] = end  # measured after the contenders too; MFU above used the one before
+    print(f"fp32 GEMM ceiling before {gflops} / after {end.get('best_gflops')} GFLOP/s (load only lowers it)")
     report["load_avg_end"] = os.getloadavg()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
