@@ -4,7 +4,7 @@ One run, same model (SmolLM2-135M-Instruct), same tokens (real multi-turn chats 
 self-instruct - rendered ONCE by instructkit's renderer: every assistant turn + its end-of-turn trained, system
 prompt and user turns masked, checked by decoding; handed to TRL as ``input_ids`` + ``labels``, and the labels TRL's
 collator actually passes to the model are compared with them), two configs (``--configs lora full``: LoRA r=16 on
-all linear layers, and full fine-tuning), same precision, same optimizer (torch AdamW, constant LR, clip 1.0, no
+all linear layers, and full fine-tuning), same precision, same optimizer (fused torch AdamW on both sides, constant LR, clip 1.0, no
 weight decay), the same packed rows of ``--row-tokens`` in the same order (TRL BFD rows reordered like ours).
 Each contender runs in its own child process (separate peak RSS); ``--rounds`` interleaves them.
 
