@@ -35,8 +35,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], ceil: dict, gf
             n = min(len(ik["losses"]), len(r0["losses"]))
             diff = max(abs(a - b) / abs(b) for a, b in zip(r0["losses"][:n], ik["losses"][:n]))
         rel = f"{ik_pps / pps['median']:.2f}x" if ik_pps and v != "instructkit" else "1.00x"
-        print(f"| {v} | {pps['median']} [{pps['min']}-{pps['max']}] | {rel} | {step['median']} "
-              f"[{step['min']}-{step['max']}] | {'-' if mfu is None else f'{mfu:.0%}'} | {rss['median']:.0f} "
+        print(f"| {v} | {pps['median']:.3f} [{pps['min']:.3f}-{pps['max']:.3f}] | {rel} | {step['median']:.3f} "
+              f"[{step['min']:.3f}-{step['max']:.3f}] | {'-' if mfu is None else f'{mfu:.0%}'} | {rss['median']:.0f} "
               f"| {'-' if diff is None else f'{diff:.2%}'} |")
         summary[v] = {"pairs_per_s": pps, "median_step_s": step, "peak_rss_mib": rss, "mfu": mfu,
                       "max_rel_loss_diff": diff}
