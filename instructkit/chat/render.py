@@ -52,11 +52,11 @@ def resolve_template(template: str | None, tokenizer: Any = None) -> str:
             raise InstructkitError("the tokenizer has no chat_template; choose one of the shipped templates "
                                    f"({', '.join(shipped_templates())}) or pass a .jinja file")
         return own
+    if "{%" in template or "{{" in template:  # before any path test: long Jinja text is no valid file name
+        return template
     shipped = TEMPLATE_DIR / f"{template}.jinja"
     if shipped.is_file():
         return shipped.read_text()
-    if "{%" in template or "{{" in template:
-        return template
     p = Path(template)
     if p.is_file():
         return p.read_text()

@@ -110,8 +110,9 @@ def model_card(model_dir: str | Path | None, *, base: str | None, command: str, 
     out = ["---", "library_name: " + ("gguf" if export.get("format") == "gguf" else "transformers"),
            f"base_model: {base}", "tags: [instructkit" + (", gguf" if export.get("format") == "gguf" else "") + "]",
            "---", "", f"# {name}", "",
-           f"Fine-tuned from **{base}** with [instructkit](https://github.com/instructkit/instructkit)"
-           + (f" (method: {train_cfg.get('method')})." if train_cfg.get("method") else "."), ""]
+           (f"Fine-tuned from **{base}** with [instructkit](https://github.com/instructkit/instructkit)"
+            + (f" (method: {train_cfg.get('method')})." if train_cfg.get("method") else ".")) if recipe else
+           f"Exported with instructkit from **{base}**; no training run (recipe.yaml) was found beside it.", ""]
     out += ["## Files", ""] + [f"- `{f}`: {what}" for f, what in export.get("files", {}).items()] + [""]
     out += ["## Training data", ""]
     paths = data_cfg.get("paths") or data_cfg.get("mixture") or data_cfg.get("path")
@@ -151,3 +152,17 @@ def model_card(model_dir: str | Path | None, *, base: str | None, command: str, 
     if export.get("usage"):
         out += ["## Use", "", export["usage"], ""]
     return "\n".join(out)
+
+
+def write_hf_card(folder: str | Path, model_dir: str | Path, *, base: str | None, command: str) -> Path:
+    """README.md for a merged Hugging Face export (written into ``folder`` before it replaces --out)."""
+    folder = Path(folder)
+    files = {p.name: "weights" if p.suffix == ".safetensors" else "config / tokenizer"
+             for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    usage = ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+             "model = AutoModelForCausalLM.from_pretrained(FOLDER); tok = AutoTokenizer.from_pretrained(FOLDER)\n```\n"
+             "GGUF for llama.cpp / Ollama: `instructkit export --adapter FOLDER --out GGUF_DIR --format gguf`")
+    path = folder / "README.md"
+    path.write_text(model_card(model_dir, base=base, command=command,
+                               export={"format": "hf", "files": files, "usage": usage}))
+    return path

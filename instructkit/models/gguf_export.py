@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from instructkit.errors import InstructkitError
-from instructkit.outputs import claim_output_dir, write_error, write_errors
+from instructkit.outputs import claim_output_dir, marker_data, write_error, write_errors, write_marker
 
 #: --quant -> (GGML type of 2-D weights, file type recorded in general.file_type)
 QUANTS = ("f32", "f16", "q8_0")
@@ -231,7 +231,12 @@ def export_gguf(source: str | Path, out: str | Path, *, base: str | None = None,
         raise InstructkitError(f"{out}: the export folder holds the model {src}; choose another --out")
     cfg, base = source_config(source, base)
     check_supported(cfg)  # before the folder is claimed or any weight is loaded
+    previous = marker_data(out)
     claim_output_dir(out, "export", overwrite=overwrite)
+    if previous.get("kind") == "export" and previous.get("files"):
+        # keep an HF export's file list: it is what a later HF export may clean up; the GGUF files are
+        # not added to it, so that export never deletes them
+        write_marker(out, "export", files=previous["files"])
     model, tok = load_source(source, base)
     if template is None and src.exists():
         template = (run_recipe(src).get("model") or {}).get("chat_template")

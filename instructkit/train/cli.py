@@ -97,9 +97,24 @@ def export_cmd(adapter: Path = typer.Option(..., "--adapter", help="Adapter fold
                dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights."),
                overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even when it is a "
                                               "non-empty folder that is not a previous export (only the files "
-                                              "the export writes are replaced; nothing else is deleted).")
+                                              "the export writes are replaced; nothing else is deleted)."),
+               fmt: str = typer.Option("hf", "--format", help="hf: merged Hugging Face folder; gguf: a GGUF file "
+                                                              "for llama.cpp/Ollama + Modelfile (--adapter may then "
+                                                              "also be a full model folder, .gguf or alias)."),
+               quant: str = typer.Option("f16", "--quant", help="gguf only: f16, q8_0 or f32."),
+               template: Optional[str] = typer.Option(None, "--template", help="gguf only: chat template to store "
+                                                                              "(default: the run's, else the "
+                                                                              "tokenizer's).")
                ) -> None:
-    """Merge a LoRA/DoRA/QLoRA adapter into its base model and save a plain Hugging Face folder."""
+    """Merge a LoRA/DoRA/QLoRA adapter into its base model and save a plain Hugging Face folder, or write
+    a GGUF file for llama.cpp / Ollama (--format gguf)."""
+    if fmt == "gguf":
+        from instructkit.models.gguf_export import export_gguf
+        typer.echo(str(export_gguf(adapter, out, base=base, quant=quant, template=template, overwrite=overwrite)))
+        return
+    if fmt != "hf":
+        from instructkit.errors import InstructkitError
+        raise InstructkitError(f"--format {fmt!r}: choose hf or gguf")
     from instructkit.train.export import export_merged
 
     typer.echo(str(export_merged(adapter, out, base=base, dtype=dtype, overwrite=overwrite)))
@@ -107,4 +122,5 @@ def export_cmd(adapter: Path = typer.Option(..., "--adapter", help="Adapter fold
 
 def register(app: typer.Typer) -> None:
     app.command("train", help=TRAIN_HELP)(train_cmd)
-    app.command("export", help="Merge a LoRA adapter into its base model and save an HF folder.")(export_cmd)
+    app.command("export", help="Merge a LoRA adapter into its base model and save an HF folder, or write "
+                                 "GGUF for llama.cpp/Ollama (--format gguf).")(export_cmd)

@@ -30,6 +30,7 @@ def export_merged(adapter: str | Path, out: str | Path, *, base: str | None = No
     from peft import PeftModel
 
     from instructkit.models import load_model, load_tokenizer
+    from instructkit.models.card import write_hf_card
 
     adapter, out = Path(adapter), Path(out)
     cfg_file = adapter / "adapter_config.json"
@@ -53,6 +54,7 @@ def export_merged(adapter: str | Path, out: str | Path, *, base: str | None = No
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        write_hf_card(tmp, adapter, base=base, command=f"instructkit export --adapter {adapter} --out {out}")
         readable_modes(tmp)
         _move_into(tmp, out, previous.get("files") or [])
     except write_errors() as e:  # disk full, permission lost
