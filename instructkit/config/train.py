@@ -112,4 +112,8 @@ class TrainConfig(Section):
     resume: Optional[str] = Field(None, description="auto = the latest checkpoint in the run folder; or a checkpoint path.")
     log_every: int = Field(10, ge=1, description="Log loss/lr/throughput every N optimizer steps.")
     tensorboard: bool = Field(True, description="Also write TensorBoard events under RUN/tb.")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="Experiment trackers (through accelerate) that get the config, per-step "
+        "metrics, data report and summary; offline by default (W&B offline, MLflow file store RUN/mlruns, trackio "
+        "local RUN/trackio). pip install 'instructkit[trackers]'.")
     progress: bool = Field(True, description="Show a progress bar (main process only).")

@@ -185,6 +185,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     _notice_logging()
     wall0 = time.perf_counter()
     t, m = recipe.train, recipe.model
+    from instructkit.train.trackers import Trackers, check_trackers
+    check_trackers(t.report_to)  # a missing tracker package fails before anything loads
     if accelerator is None:  # gloo without GPUs, FSDP2 there too, mixed precision from model.dtype
         from instructkit.models.dtype import resolve_dtype
         from instructkit.train.distributed import make_accelerator
@@ -214,13 +216,17 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         (run_dir / "recipe.yaml").write_text(dump_yaml(recipe))
         if resume_from is not None:
             logging.getLogger("instructkit.train").info("resuming from %s", resume_from)
+    trackers = Trackers(t.report_to, run_dir, config=recipe.model_dump(mode="json"),
+                        enabled=accelerator.is_main_process)
+    trackers.text("data", data_summary(data.stats, data.report))
     cfg = LoopConfig(run_dir=run_dir, seed=recipe.seed, epochs=t.epochs, max_steps=t.max_steps,
                      micro_batch_size=t.micro_batch_size, grad_accum=t.grad_accum, packing=t.packing,
                      max_grad_norm=t.max_grad_norm, log_every=t.log_every, eval_every=t.eval_every,
                      save_every=t.save_every, keep_last=t.keep_last, best_metric=t.best_metric,
                      best_mode=t.best_mode, progress=t.progress, tensorboard=t.tensorboard,
                      pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                     build_optim=build_optim, objective=objective_settings(t), **objective.loop_hooks())
+                     build_optim=build_optim, objective=objective_settings(t), trackers=trackers,
+                     **objective.loop_hooks())
     st, info = run_loop(accelerator, wrapper, tokenizer, data.rows, data.eval_rows, cfg, resume_from=resume_from,
                         eval_fn=eval_fn)
 
@@ -252,6 +258,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     if accelerator.is_main_process:
         write_summary(summary, run_dir)
         plot_loss(st.history, run_dir / "loss.png")
+        trackers.text("summary", summary, step=st.step)
+        trackers.finish()
         if t.progress:
             print_summary({k: v for k, v in summary.items() if k != "data"})
     accelerator.wait_for_everyone()

@@ -60,6 +60,7 @@ class LoopConfig:
     collate: Callable[..., dict] | None = None  # None: the SFT collators (packed or padded)
     count_fn: Callable[[dict], Any] | None = None  # None: trained tokens (labels != -100)
     objective: dict[str, Any] = field(default_factory=dict)  # the objective's settings (resume fingerprint)
+    trackers: Any = None  # train.report_to: instructkit.train.trackers.Trackers
 
 
 def trained_tokens(batch: dict) -> Any:
@@ -161,7 +162,8 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
         st = LoopState(saved["step"], saved["epoch"], saved["step_in_epoch"], saved["tokens"], saved["best"],
                        saved["history"])
     st.fingerprint = fingerprint
-    log = MetricsLog(cfg.run_dir, enabled=main, tensorboard=cfg.tensorboard, history=st.history)
+    log = MetricsLog(cfg.run_dir, enabled=main, tensorboard=cfg.tensorboard, history=st.history,
+                     trackers=cfg.trackers)
     st.history = log.history
     # ALL parameters, not only the trainable ones: accelerate hands clipping to FSDP (norm over all shards)
     # only when the list IS model.parameters(); a filtered list (LoRA) silently clips by each rank's local

@@ -14,8 +14,10 @@ class MetricsLog:
     steps logged after the checkpoint by the killed run do not appear twice.
     """
 
-    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool, history: list[dict] | None = None):
+    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool, history: list[dict] | None = None,
+                 trackers: Any = None):
         self.path = run_dir / "metrics.jsonl"
+        self.trackers = trackers  # train.report_to (train/trackers.py); None: none
         self.enabled = enabled
         self.history: list[dict[str, Any]] = list(history or [])
         self.tb = None
@@ -36,6 +38,8 @@ class MetricsLog:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.trackers is not None:
+            self.trackers.log(row)
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
