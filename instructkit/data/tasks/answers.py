@@ -261,6 +261,11 @@ class AnswerSpec:
         return METRIC_OF[self.compare]
 
     def extract_text(self, text: str, choices: Sequence[str] | None = None) -> str:
+        if self.compare == "numeric":  # math answers: math-verify where installed (data/tasks/math_answers.py)
+            from instructkit.data.tasks import math_answers
+            found = math_answers.extract(text)
+            if found is not None:
+                return found
         return EXTRACTORS[self.extract](text, choices, self.pattern)
 
     def gold(self, target: str | Sequence[str], choices: Sequence[str] | None = None) -> list[str]:
@@ -271,10 +276,19 @@ class AnswerSpec:
         """``answer`` is already extracted (majority voting works on extracted answers)."""
         if not str(answer).strip():
             return 0.0
+        if self.compare == "numeric":
+            from instructkit.data.tasks import math_answers
+            judged = math_answers.equal(answer, self.gold(target, choices))
+            if judged is not None:
+                return judged
         return COMPARATORS[self.compare](answer, self.gold(target, choices))
 
     def to_dict(self) -> dict:
-        return {"extract": self.extract, "compare": self.compare, **({"pattern": self.pattern} if self.pattern else {})}
+        out = {"extract": self.extract, "compare": self.compare, **({"pattern": self.pattern} if self.pattern else {})}
+        if self.compare == "numeric":
+            from instructkit.data.tasks import math_answers
+            out["verifier"] = math_answers.verifier() or "instructkit"
+        return out
 
 
 ANSWER_KEYS = {"extract", "compare", "pattern"}
