@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from instructkit.data.tasks import math_answers
-from instructkit.eval.answers import AnswerSpec
+from instructkit.data.tasks.answers import AnswerSpec
 
 SPEC = AnswerSpec("number", "numeric")
 
