@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -100,3 +101,19 @@ def test_unknown_or_missing_tracker_fails_before_loading(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a))
     with pytest.raises(ConfigError, match="pip install wandb"):
         check_trackers(["wandb"])
+
+
+def test_wandb_offline(tmp_path, tiny_model_dir, monkeypatch):
+    pytest.importorskip("wandb")
+    for k in ("WANDB_MODE", "WANDB_DIR", "WANDB_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    _run(tmp_path, tiny_model_dir, "wandb", monkeypatch)
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # offline: nothing was sent
+    (log,) = run.glob("run-*.wandb")  # the run's record log (protobuf); keys are stored as plain UTF-8
+    keys = (b"train.lr", b"loss", b"grad_norm", b"data/read", b"data/kept", b"summary/steps", b"summary/final_loss")
+    for _ in range(60):  # wandb's service process may still be flushing the log after finish()
+        if all(k in log.read_bytes() for k in keys):
+            break
+        time.sleep(0.5)
+    blob = log.read_bytes()
+    assert [k for k in keys if k not in blob] == []
