@@ -49,7 +49,26 @@ def extract(text: str) -> str | None:
     if verifier() is None:
         return None
     parsed = _parse(text)
-    return str(parsed[-1]).strip() or None if parsed else None
+    if not parsed:
+        return None
+    return _canonical(parsed[0]) or str(parsed[-1]).strip() or None
+
+
+def _canonical(value: Any) -> str | None:
+    """One spelling per number (``990.00`` and ``$990`` -> ``990``, ``0.50`` -> ``0.5``), so that
+    self-consistency votes for the same value land together; None for anything that is not a number."""
+    try:
+        if not getattr(value, "is_Number", False):
+            return None
+        if value.is_Integer or (value.is_Float and value == int(value)):
+            return str(int(value))
+        if value.is_Rational:
+            return f"{value.p}/{value.q}"
+        from decimal import Decimal
+        d = Decimal(str(value)).normalize()
+        return format(d, "f")
+    except (TypeError, ValueError, ArithmeticError):
+        return None
 
 
 def equal(pred: str, targets: Sequence[str]) -> float | None:

@@ -51,3 +51,9 @@ def test_runs_off_the_main_thread():
 
     with ThreadPoolExecutor(1) as ex:
         assert ex.submit(_score, "\\boxed{\\frac{1}{2}}", "0.5").result() == 1.0
+
+
+def test_one_spelling_per_number_so_votes_agree():
+    pytest.importorskip("math_verify")
+    assert {SPEC.extract_text(t) for t in ("so $990.00", "The answer is 990.", "#### 990")} == {"990"}
+    assert SPEC.extract_text("\\boxed{\\frac{3}{4}}") == "3/4" and SPEC.extract_text("it is 0.50") == "0.5"
