@@ -233,3 +233,16 @@ def test_cli_export_gguf(tiny_model_dir, tmp_path):
     bad = CliRunner().invoke(app, ["export", "--adapter", tiny_model_dir, "--out", str(tmp_path / "p"),
                                    "--format", "onnx"])
     assert bad.exit_code != 0 and "choose hf or gguf" in str(bad.output) + str(bad.exception)
+
+
+def test_pre_tokenizer_is_recognised_or_refused():
+    from instructkit.models.gguf_vocab import _LLAMA3_REGEX, detect_pre
+
+    assert detect_pre({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}) == "gpt-2"
+    assert detect_pre({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                             {"type": "ByteLevel", "use_regex": True}]}) == "smollm"
+    assert detect_pre({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": _LLAMA3_REGEX}, "behavior": "Isolated"},
+        {"type": "ByteLevel", "use_regex": False}]}) == "llama-bpe"
+    with pytest.raises(InstructkitError, match="supported: gpt-2, smollm, llama-bpe, qwen2"):
+        detect_pre({"type": "Metaspace", "replacement": "\u2581"})
