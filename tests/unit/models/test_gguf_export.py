@@ -13,6 +13,12 @@ torch = pytest.importorskip("torch")
 from instructkit.errors import InstructkitError  # noqa: E402
 from instructkit.models.gguf_export import export_gguf, permute_qk  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Loading a .gguf converts it into the model cache: keep those conversions out of the user's cache."""
+    monkeypatch.setenv("INSTRUCTKIT_CACHE", str(tmp_path / "cache"))
+
+
 PROMPTS = ["the answer is yes because", "Write a review: positive", "What is two plus three?", "one two three four"]
 
 
