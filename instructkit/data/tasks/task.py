@@ -25,7 +25,10 @@ from instructkit.errors import ConfigError, DataError
 SUITE_DIR = Path(__file__).parent / "suite" / "tasks"
 METRICS = ("accuracy", "exact_match", "f1", "rouge_l")
 TASK_KEYS = {"id", "cluster", "metric", "description", "source", "fields", "splits", "templates", "include",
-             "answer_choices", "rationale", "preprocess", "train_split", "eval_split", "answer"}
+             "answer_choices", "rationale", "preprocess", "train_split", "eval_split", "answer", "slot"}
+#: a task with only a training file gets this split carved out of it (by content hash), never trained on
+DERIVED_SPLIT = "heldout"
+DERIVED_SHARE = 10  # percent of the training file's rows
 TEMPLATE_KEYS = {"id", "input", "target", "answer_choices", "inverted", "choices_in_prompt", "cot", "name"}
 
 
@@ -58,6 +61,11 @@ class Task:
     #: how generated answers are extracted and compared (YAML ``answer: {extract: ..., compare: ...}``);
     #: classification without CoT is scored by rank classification and does not use it
     answer: AnswerSpec = field(default_factory=AnswerSpec)
+    #: the deciding slot (YAML ``slot: {field: pronoun, mask: someone}``): masked-slot calibration replaces
+    #: the field (and its whole-word occurrences in the other text fields) by ``mask``
+    slot: dict[str, str] | None = None
+    #: set when the eval split was carved out of the only (training) file: says which rows and why
+    split_note: str | None = None
 
     @property
     def has_rationale(self) -> bool:
@@ -71,7 +79,12 @@ class Task:
     def load_split(self, split: str) -> list[dict]:
         if split not in self.splits:
             raise ConfigError(f"task {self.id}: no split {split!r} (has {', '.join(self.splits)})")
-        rows = [dict(r) for r in _load_source(self.source, split, self.path)]
+        if self.split_note and split in (DERIVED_SPLIT, self.train_split):
+            # one training file, split by a content hash: the held-out share is never trained on
+            rows = [dict(r) for r in _load_source(self.source, self.train_split, self.path)
+                    if (_bucket(r) < DERIVED_SHARE) == (split == DERIVED_SPLIT)]
+        else:
+            rows = [dict(r) for r in _load_source(self.source, split, self.path)]
         out = []
         for r in rows:
             for new, old in self.fields.items():
@@ -83,6 +96,12 @@ class Task:
                 r = PREPROCESS[self.preprocess](r)
             out.append(r)
         return out
+
+
+def _bucket(row: dict) -> int:
+    import hashlib
+    key = repr(sorted((k, str(v)) for k, v in row.items()))
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") % 100
 
 
 # -- sources -------------------------------------------------------------------------------------
@@ -213,11 +232,26 @@ def _load_path(path: str) -> Task:
         raise _err(p, "templates", f"duplicate template ids {sorted(dup)}")
     splits = d.get("splits") or ([k for k in ("train", "validation", "test") if k in src]
                                  if "builtin" in src else list(src.get("files", {})) or ["train", "validation"])
+    train_split = d.get("train_split", "train")
     eval_split = d.get("eval_split") or next((s for s in ("validation", "test") if s in splits), splits[-1])
+    split_note = None
+    if eval_split == train_split:
+        if d.get("eval_split"):
+            raise _err(p, "eval_split", f"is the training split {train_split!r}: a model would be scored on the "
+                                        "rows it trains on (drop eval_split to carve a held-out split from it)")
+        # only a training file: evaluate on a deterministic 10% of it that training never sees
+        eval_split = DERIVED_SPLIT
+        splits = list(splits) + [DERIVED_SPLIT]
+        split_note = (f"only a {train_split!r} split: {DERIVED_SHARE}% of its rows (by a content hash) form the "
+                      f"eval split {DERIVED_SPLIT!r}, and training uses only the other rows")
+    slot = d.get("slot")
+    if slot is not None and (not isinstance(slot, dict) or not isinstance(slot.get("field"), str)
+                             or set(slot) - {"field", "mask"}):
+        raise _err(p, "slot", "must be a mapping {field: NAME, mask: TEXT} (the deciding slot)")
     return Task(id=d["id"], cluster=d["cluster"], metric=metric, templates=templates, source=src,
                 splits=splits, fields=d.get("fields") or {}, rationale=d.get("rationale"),
                 preprocess=d.get("preprocess"), description=d.get("description", ""), path=str(p.resolve()),
-                train_split=d.get("train_split", "train"), eval_split=eval_split, answer=answer)
+                train_split=train_split, eval_split=eval_split, answer=answer, slot=slot, split_note=split_note)
 
 
 def load_task(ref: str) -> Task:

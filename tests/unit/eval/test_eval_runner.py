@@ -103,11 +103,14 @@ def test_cli_runs_with_tiny_model(tmp_path, mmlu_file, tiny_model_dir):
     from instructkit.cli import app
     out = tmp_path / "cli"
     r = CliRunner().invoke(app, ["eval", "--model", tiny_model_dir, "--tasks", f"mmlu:{mmlu_file}",
-                                 "--limit", "3", "--batch-size", "2", "--out", str(out)])
+                                 "--limit", "4", "--batch-size", "2", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "throughput" in r.output and "examples/s" in r.output
     res = json.loads((out / "results.json").read_text())
-    assert res["tasks"]["mmlu:mmlu.jsonl"]["n"] == 3 and res["config"]["batch_size"] == 2
+    t = res["tasks"]["mmlu:mmlu.jsonl"]
+    # stratified by gold class: 2 of B and 2 of C (limit 3 would give 1 + 1: exactly balanced)
+    assert t["n"] == 4 and res["config"]["batch_size"] == 2
+    assert t["sampling"]["stratified"] and t["sampling"]["per_class"] == 2 and t["chance"] == 0.5
 
 
 def test_cli_config_and_overrides(tmp_path, mmlu_file, tiny_model_dir):

@@ -91,7 +91,9 @@ def test_include_and_gsm8k_preprocess(tmp_path):
                  "rationale: rationale\ninclude: arith_add_sub\n")
     t = load_task(str(y))
     assert len(t.templates) == 10 and t.templates[0].id == "gsm/t01" and t.has_rationale
-    row = t.load_split("train")[0]
+    # only a training file: a deterministic share is carved out as the eval split (issue #25)
+    assert t.eval_split == "heldout" and "never" not in (t.split_note or "x") and t.split_note
+    row = (t.load_split("train") + t.load_split("heldout"))[0]
     assert row["answer"] == "1024" and row["rationale"] == "She sold 48/2 = 24 clips."
     e = render_examples(t, "train", "zero_shot_cot", templates="one", inverted=False)[0]
     assert e.target == "She sold 48/2 = 24 clips. So the answer is 1024."
