@@ -137,17 +137,34 @@ def _print_results(console: Any, res: dict) -> None:
     """The task's primary metric with its 95% CI (bootstrap over examples), chance, and the
     length-normalised / class-balanced accuracies beside it (results.json holds every metric)."""
     from rich.table import Table
-    t = Table("task", "format", "examples", "items", "metric", "value [95% CI]", "chance", "acc_norm", "balanced acc")
+    t = Table("task", "format", "examples", "items", "metric", "value [95% CI]", "chance (best baseline)", "acc_norm",
+              "balanced acc", "margin AUC", "calibrated: content-free / masked slot", "twins both right")
+
+    def f(x: Any) -> str:
+        return "" if x is None else f"{x:.4f}"
+    notes = []
     for name, r in res["tasks"].items():
         m = r["main_metric"]
         v = r["metrics"].get(m, {}) if m else {}
         ci = v.get("ci") or [float("nan")] * 2
         norm = r["metrics"].get("acc_norm", {}).get("value")
-        bal = (r.get("classes") or {}).get("balanced_acc")
+        ctl = r.get("controls") or {}
+        cal = " / ".join(f((ctl.get(k) or {}).get("value")) or "-" for k in ("calibrated_content_free",
+                                                                           "calibrated_masked_slot"))
+        tw = ctl.get("twin_consistency")
         t.add_row(name, r["format"], str(r.get("n_examples", r["n"])), str(r.get("n_items", r["n"])), str(m),
                   f"{v.get('value', float('nan')):.4f} [{ci[0]:.4f}, {ci[1]:.4f}]", f"{r.get('chance', 0.0):.3f}",
-                  "" if norm is None else f"{norm:.4f}", "" if bal is None else f"{bal:.4f}")
+                  f(norm), f(ctl.get("balanced_acc")), f(ctl.get("margin_auc")), "" if cal == "- / -" else cal,
+                  "" if not tw else f"{tw['value']:.3f} [{tw['ci'][0]:.3f}, {tw['ci'][1]:.3f}] ({tw['n_pairs']} pairs)")
+        if r.get("unparsed"):
+            notes.append(f"{name}: {r['unparsed']} generated answers could not be parsed (counted wrong)")
+        bm = r.get("ll_boundary_merges")
+        if bm and bm.get("merged"):
+            notes.append(f"{name}: {bm['merged']} of {bm['requests']} scored requests merged a token across the "
+                         "context/continuation boundary (BPE); split at the common prefix")
     console.print(t)
+    for n in notes:
+        console.print(n, highlight=False)
 
 
 @app.command("report")

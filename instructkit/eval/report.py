@@ -25,83 +25,8 @@ from instructkit import stats as S
 MODELS = ("base", "tuned", "oracle")
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise InstructkitError(f"manifest not found: {p}")
-    try:
-        m = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON ({e.msg})", path=str(p), line=e.lineno, reason="invalid_json") from e
-    held = m.get("held_out") if isinstance(m, dict) else None
-    if not isinstance(held, dict) or not isinstance(held.get("tasks", []), list):
-        raise DataError("expected 'held_out': {tasks: [...], clusters: [...]}", path=str(p), field="held_out",
-                        reason="missing_field")
-    if not isinstance(m.get("train_tasks", []), list):
-        raise DataError("expected a list", path=str(p), field="train_tasks", reason="bad_type")
-    return m
-
-
-def eval_plan(manifest: dict, extra_held_out: list[str] | None = None,
-              max_seen: int | None = None) -> tuple[list[dict], dict[str, str]]:
-    """Which tasks to evaluate and how to load them: the manifest's ``held_out.refs`` / ``tasks[*].ref``
-    (a YAML task is loaded by its path, not its id). T0 prompt/completion data sets have no eval split:
-    they are returned in ``not_evaluated`` with the reason, never dropped silently."""
-    info = manifest.get("tasks", {})
-    refs = manifest["held_out"].get("refs") or {}
-    held = list(dict.fromkeys(manifest["held_out"].get("tasks", [])))
-    plan, skipped = [], {}
-    for t in held:
-        plan.append(dict(task=t, ref=refs.get(t) or (info.get(t) or {}).get("ref") or t, held_out=True,
-                         cluster=(info.get(t) or {}).get("cluster")))
-    for r in extra_held_out or []:
-        plan.append(dict(task=r, ref=r, held_out=True, cluster=None))
-    seen = []
-    for t in dict.fromkeys(manifest.get("train_tasks", [])):
-        if t in held:
-            continue
-        ti = info.get(t) or {}
-        if "ref" in ti and not ti["ref"]:
-            skipped[t] = "prompt/completion data set (T0 file) without an eval split"
-            continue
-        seen.append(dict(task=t, ref=ti.get("ref") or t, held_out=False, cluster=ti.get("cluster")))
-    if max_seen is not None:
-        for s in seen[max_seen:]:
-            skipped[s["task"]] = f"seen task beyond max_seen={max_seen}"
-        seen = seen[:max_seen]
-    return plan + seen, skipped
-
-
-OWN = "tokenizer"  # --chat-template value: each model's tokenizer's own chat template
-
-
-def training_template(chat_template: str | None, tuned: str) -> tuple[str | None, bool]:
-    """(template, apply): how eval renders contexts so they match training.
-
-    ``"auto"``: ``model.chat_template`` of the ``recipe.yaml`` training wrote next to ``tuned``
-    (RUN/model -> RUN/recipe.yaml; a null there means the tokenizer's own template, as in training), raw
-    text when no recipe is found; ``None`` or ``"tokenizer"``: the tokenizer's own template (training's
-    default); ``"none"``: raw text (lm-eval style, no template); else a shipped name or .jinja path."""
-    if chat_template == "none":
-        return None, False
-    if chat_template in (None, OWN):
-        return None, True
-    if chat_template != "auto":
-        return chat_template, True
-    import yaml
-    p = Path(tuned)
-    for d in (p, p.parent):
-        f = d / "recipe.yaml"
-        if f.is_file():
-            try:
-                return ((yaml.safe_load(f.read_text()) or {}).get("model") or {}).get("chat_template"), True
-            except yaml.YAMLError:
-                return None, False
-    return None, False
-
-
-def rendering_name(template: str | None, apply: bool) -> str:
-    return (template or OWN) if apply else "none"
+from instructkit.eval.report_plan import (OWN, eval_plan, read_manifest, rendering_name,  # noqa: E402,F401
+                                          training_template)
 
 
 def _read_rows(path: Path) -> dict[str, list[dict]]:
@@ -126,13 +51,26 @@ def _ci(t: tuple[float, float, float]) -> dict:
     return {"value": t[0], "ci": [t[1], t[2]]}
 
 
-def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str | Path, *,
-                    oracle: str | None = None, limit: int | None = None, templates: str = "all", seed: int = 0,
-                    chat_template: str | None = "auto", held_out: list[str] | None = None,
+def _labels(kind: str, refs: str | list[str] | None) -> dict[str, str]:
+    """``tuned`` / ``tuned@1`` / ...: one label per seed's model (the first keeps the plain name)."""
+    if not refs:
+        return {}
+    refs = [refs] if isinstance(refs, str) else list(refs)
+    return {(kind if i == 0 else f"{kind}@{i}"): r for i, r in enumerate(refs)}
+
+
+def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path, out: str | Path, *,
+                    oracle: str | list[str] | None = None, limit: int | None = None, templates: str = "all",
+                    seed: int = 0, chat_template: str | None = "auto", held_out: list[str] | None = None,
                     max_seen: int | None = None, n_boot: int = S.N_BOOT, contamination: bool = True,
                     batch_size: int = 8, dtype: str = "float32", make_lm: Callable[[str], Any] | None = None,
-                    progress: bool = True) -> dict:
-    """Evaluate base / tuned / (oracle) and write the report; see the module docstring and docs/eval.md."""
+                    progress: bool = True, options: float = 0.0, twins: bool = True, calibrate_all: bool = False,
+                    preregistered: dict | None = None) -> dict:
+    """Evaluate base / tuned / (oracle) and write the report; see the module docstring and docs/eval.md.
+
+    ``tuned`` and ``oracle`` may be lists (one model per training seed). ``options``: the share of items
+    rendered with an OPTIONS list (the training mixture's ``options_prob``: format parity). The base is
+    scored once, with its calibration prompts; ``calibrate_all`` calibrates the other models too."""
     from instructkit.eval.cache import CachedLM
     from instructkit.eval.datasets import load_eval_set
     from instructkit.eval.runner import evaluate
@@ -143,35 +81,41 @@ def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str |
     plan, not_evaluated = eval_plan(manifest, held_out, max_seen)
     if not plan:
         raise InstructkitError(f"{manifest_path}: no held-out or training tasks to evaluate")
-    sets = [load_eval_set(p["ref"], "zero_shot", limit, seed=seed, templates=templates) for p in plan]
-    template, apply = training_template(chat_template, tuned)
+    sets = [load_eval_set(p["ref"], "zero_shot", limit, seed=seed, templates=templates, options=options,
+                          twins=twins) for p in plan]
+    first = tuned if isinstance(tuned, str) else tuned[0]
+    template, apply = training_template(chat_template, first)
     if make_lm is None:
         from instructkit.lm.hf import HFModel
         make_lm = lambda ref: HFModel(ref, dtype=dtype, batch_size=batch_size, progress=False,  # noqa: E731
                                       chat_template=template, apply_chat_template=apply)
-    refs = {"base": base, "tuned": tuned, "oracle": oracle}
-    models = [m for m in MODELS if refs[m]]
-    results, rows = {}, {}
+    refs = {"base": base, **_labels("tuned", tuned), **_labels("oracle", oracle)}
+    models = list(refs)
+    results, rows, allrows = {}, {}, {}
     for label in models:
         lm = make_lm(refs[label])
         clm = CachedLM(lm, out / "cache.jsonl")
         # the oracle is trained on the held-out tasks: it is their upper bound and says nothing about
         # seen tasks, so it is scored on held-out tasks only (a third of the demo's evaluation saved)
-        mine = sets if label != "oracle" else [es for p, es in zip(plan, sets) if p["held_out"]]
-        results[label] = evaluate(clm, mine, out / label, progress=progress, seed=seed, n_boot=n_boot,
-                                  extra={"model_ref": refs[label]})
-        rows[label] = _read_rows(out / label / "predictions.jsonl")
+        mine = sets if not label.startswith("oracle") else [es for p, es in zip(plan, sets) if p["held_out"]]
+        results[label] = evaluate(clm, mine, out / label.replace("@", "_seed"), progress=progress, seed=seed,
+                                  n_boot=n_boot, extra={"model_ref": refs[label]},
+                                  calibrate=label == "base" or calibrate_all)
+        allrows[label] = _read_rows(out / label.replace("@", "_seed") / "predictions.jsonl")
+        rows[label] = {k: [r for r in v if not r.get("twin")] for k, v in allrows[label].items()}
         del lm, clm
     task_rows = []
     for p, es in zip(plan, sets):
         task_rows.append(_task_row(p, es, results, rows, models, n_boot, seed))
-    clusters = _clusters(task_rows, rows, models, n_boot, seed)
+    clusters = _clusters(task_rows, rows, models, n_boot, seed, allrows, results)
     cont = _contamination(Path(manifest_path), plan, sets) if contamination else {"skipped": "disabled"}
     for r in task_rows:
         r["contamination"] = cont.get("tasks", {}).get(r["task"])
-    report = dict(models=refs, base=base, tuned=tuned, oracle=oracle, manifest=str(manifest_path),
+    report = dict(models=refs, base=base, tuned=first, oracle=oracle if isinstance(oracle, (str, type(None)))
+                  else oracle[0], manifest=str(manifest_path),
                   format="zero_shot", chat_template=rendering_name(template, apply), limit=limit,
-                  templates=templates, seed=seed, n_boot=n_boot,
+                  templates=templates, seed=seed, n_boot=n_boot, options_share=options, twins=twins,
+                  preregistered=preregistered,
                   command=_command(refs, manifest_path, out, limit, templates, seed, rendering_name(template, apply),
                                    held_out, max_seen),
                   held_out_clusters=manifest["held_out"].get("clusters", []), tasks=task_rows, clusters=clusters,
@@ -179,7 +123,7 @@ def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str |
                   throughput={k: v["throughput"] for k, v in results.items()})
     (out / "report.json").write_text(json.dumps(report, indent=2))
     from instructkit.eval.report_render import html_report, markdown, plot_clusters
-    plot_clusters(clusters, models, out / "clusters.png")
+    plot_clusters(clusters, [m for m in MODELS if m in refs], out / "clusters.png")
     (out / "report.md").write_text(markdown(report))
     (out / "report.html").write_text(html_report(report))
     return report
@@ -187,13 +131,20 @@ def held_out_report(base: str, tuned: str, manifest_path: str | Path, out: str |
 
 def _task_row(p: dict, es: Any, results: dict, rows: dict, models: list[str], n_boot: int, seed: int) -> dict:
     b = results["base"]["tasks"][es.name]
+    ctl = b.get("controls") or {}
     metric = b["main_metric"]
     models = [m for m in models if es.name in results[m]["tasks"]]
     vals = {m: [r["metrics"][metric] for r in rows[m][es.name]] for m in models}
     groups = [r["example_id"] for r in rows["base"][es.name]]
     row = dict(task=p["task"], ref=p["ref"], name=es.name, cluster=p["cluster"] or es.cluster or es.name,
                held_out=p["held_out"], metric=metric, chance=b["chance"], n_examples=b["n_examples"],
-               n_items=b["n_items"], n=b["n_items"])
+               n_items=b["n_items"], n=b["n_items"], baselines=ctl.get("baselines"), sampling=b.get("sampling"),
+               unparsed={m: results[m]["tasks"][es.name].get("unparsed", 0) for m in models
+                         if es.name in results[m]["tasks"]},
+               ll_boundary_merges=b.get("ll_boundary_merges"),
+               calibrated={k: ctl[k] for k in ("calibrated_content_free", "calibrated_masked_slot") if k in ctl},
+               controls={m: results[m]["tasks"][es.name].get("controls") for m in models
+                         if es.name in results[m]["tasks"]})
     row["scores"] = {m: {"value": results[m]["tasks"][es.name]["score"], "ci": results[m]["tasks"][es.name]["ci"]}
                      for m in models}
     for m in models:
@@ -207,7 +158,9 @@ def _task_row(p: dict, es: Any, results: dict, rows: dict, models: list[str], n_
     return row
 
 
-def _clusters(task_rows: list[dict], rows: dict, models: list[str], n_boot: int, seed: int) -> list[dict]:
+def _clusters(task_rows: list[dict], rows: dict, models: list[str], n_boot: int, seed: int,
+              allrows: dict | None = None, results: dict | None = None) -> list[dict]:
+    from instructkit.eval.report_controls import cluster_controls, held_out_verdict
     by: dict[tuple[str, bool], list[dict]] = defaultdict(list)
     for r in task_rows:
         by[(r["cluster"], r["held_out"])].append(r)
@@ -229,7 +182,16 @@ def _clusters(task_rows: list[dict], rows: dict, models: list[str], n_boot: int,
                 diffs = [([y - x for x, y in zip(a[0], bb[0])], a[1]) for a, bb in zip(per["base"], per[other])]
                 d = S.mean_of_tasks_ci(diffs, n_boot, seed)
                 c[key], c[key + "_ci"] = d[0], [d[1], d[2]]
-        c["verdict"] = _verdict(c, models)
+        c["summary"] = _verdict(c, models)
+        c["verdict"] = c["summary"]
+        if allrows is not None:
+            c["controls"] = cluster_controls(trs, allrows, results, models, n_boot, seed)
+            c["chance"] = c["controls"]["chance"]  # the best answer-blind baseline on these items
+            c["summary"] = _verdict(c, models)
+            if held:
+                c["decision"], c["verdict"] = held_out_verdict(cluster, c["controls"])
+            else:
+                c["verdict"] = c["summary"]
         out.append(c)
     return out
 

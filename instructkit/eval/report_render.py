@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-COLORS = {"base": "#9e9e9e", "tuned": "#1f77b4", "oracle": "#2ca02c"}
+COLORS = {"base": "#9e9e9e", "calibrated base": "#ff7f0e", "tuned": "#1f77b4", "oracle": "#2ca02c"}
 
 
 def fmt_ci(v: float, ci: list[float] | None, signed: bool = False) -> str:
@@ -25,6 +25,53 @@ NOT_SCORED = "-"
 def _cell(row: dict, m: str) -> str:
     s = row["scores"].get(m)
     return fmt_ci(s["value"], s["ci"]) if s else NOT_SCORED
+
+
+def _pm(d: dict | None) -> str:
+    return "-" if not d else f"{d['mean']:.3f} ± {d['sd']:.3f} ({d['n_seeds']} seed{'s' if d['n_seeds'] > 1 else ''})"
+
+
+def _arrow(a: Any, b: Any) -> str:
+    return "-" if a is None or b is None else f"{a:.3f} -> {b:.3f}"
+
+
+def controls_table(rep: dict) -> tuple[list[str], list[list[str]]]:
+    """Per cluster: raw and calibrated base, the best baseline, tuned and oracle (mean ± SD over seeds),
+    balanced accuracy, margin AUC and twin consistency (base -> mean of tuned seeds)."""
+    head = ["cluster", "held-out", "best baseline (chance)", "base", "calibrated base", "tuned mean ± SD",
+            "oracle mean ± SD", "balanced acc", "margin AUC", "twins both right", "verdict"]
+    body = []
+    for c in rep["clusters"]:
+        ctl = c.get("controls")
+        if not ctl:
+            continue
+        bar = ctl["calibrated_bar"]
+        seeds = ctl.get("tuned_seeds") or []
+
+        def tmean(k: str) -> Any:
+            xs = [s[k] for s in seeds if s.get(k) is not None]
+            return sum(xs) / len(xs) if xs else None
+        body.append([c["cluster"], "yes" if c["held_out"] else "no", f"{ctl['chance']:.3f}",
+                     fmt_ci(ctl["base"]["acc"], ctl["base"]["ci"]),
+                     fmt_ci(bar["value"], bar["ci"]) + f" ({bar['kind']})", _pm(ctl.get("tuned")), _pm(ctl.get("oracle")),
+                     _arrow(ctl["base"].get("balanced_acc"), tmean("balanced_acc")),
+                     _arrow(ctl["base"].get("margin_auc"), tmean("margin_auc")),
+                     _arrow(ctl["base"].get("consistency"), tmean("consistency")),
+                     (c.get("decision") or {}).get("verdict", "(seen: sanity check)")])
+    return head, body
+
+
+def seed_lines(rep: dict) -> list[str]:
+    """Every seed's paired deltas (item CIs) - the numbers the verdict rules read."""
+    lines = []
+    for c in rep["clusters"]:
+        for s in (c.get("controls") or {}).get("tuned_seeds") or []:
+            dc = s.get("delta_consistency")
+            lines.append(f"- {c['cluster']} {s['label']}: acc {fmt_ci(s['acc'], s['ci'])}; vs raw base "
+                         f"{fmt_ci(s['delta_raw'][0], s['delta_raw'][1:], True)}; vs calibrated base "
+                         f"{fmt_ci(s['delta_calibrated'][0], s['delta_calibrated'][1:], True)}; twin consistency "
+                         + ("n/a" if not dc else fmt_ci(dc[0], dc[1:], True)))
+    return lines
 
 
 def cluster_table(rep: dict) -> tuple[list[str], list[list[str]]]:
@@ -58,7 +105,7 @@ def task_table(rep: dict) -> tuple[list[str], list[list[str]]]:
 
 def behaviour_table(rep: dict) -> tuple[list[str], list[list[str]]]:
     head = ["task", "model", "acc", "acc_norm (chars)", "acc_token", "balanced acc", "recall per gold class",
-            "predicted share"]
+            "predicted share", "margin AUC"]
     body = []
     for r in rep["tasks"]:
         for m, d in r["details"].items():
@@ -68,8 +115,36 @@ def behaviour_table(rep: dict) -> tuple[list[str], list[list[str]]]:
             share = ", ".join(f"{k}: {v:.2f}" for k, v in (d.get("pred_share") or {}).items())
             body.append([r["task"], m, f"{d['acc']:.3f}", f"{d.get('acc_norm', float('nan')):.3f}",
                          f"{d.get('acc_token', float('nan')):.3f}", f"{d.get('balanced_acc', float('nan')):.3f}",
-                         rec, share])
+                         rec, share, _f((r.get("controls") or {}).get(m, {}) or {}, "margin_auc")])
     return head, body
+
+
+def _f(d: dict, k: str) -> str:
+    v = d.get(k)
+    return "-" if v is None else f"{v:.3f}"
+
+
+def baseline_lines(rep: dict) -> list[str]:
+    """Per task: the answer-blind baselines on the evaluated items, how they were drawn, calibration,
+    unparsed generations and BPE boundary merges."""
+    out = []
+    for r in rep["tasks"]:
+        b = r.get("baselines") or {}
+        al = ", ".join(f"{k.replace('always_option_', 'always option ')}: {v:.3f}" for k, v in (b.get("always") or {}).items())
+        samp = r.get("sampling") or {}
+        cal = "; ".join(f"{k.replace('calibrated_', '').replace('_', ' ')} calibrated base "
+                        f"{fmt_ci(v['value'], v['ci'])} (balanced {v['balanced_acc']:.3f})"
+                        for k, v in (r.get("calibrated") or {}).items())
+        merges = r.get("ll_boundary_merges") or {}
+        out.append(f"- {r['task']}: best baseline {b.get('best', {}).get('name', '-')} "
+                   f"{b.get('best', {}).get('acc', float('nan')):.3f}" + (f" ({al})" if al else "")
+                   + (f"; stratified {samp['per_class']} per class" if samp.get("stratified") else "")
+                   + (f"; {samp['twins']} contrast twins" if samp.get("twins") else "")
+                   + (f"; {cal}" if cal else "")
+                   + (f"; unparsed answers {r['unparsed']}" if any((r.get("unparsed") or {}).values()) else "")
+                   + (f"; BPE boundary merges {merges.get('merged')}/{merges.get('requests')} requests" if merges else "")
+                   + (f"; {samp['split_note']}" if samp.get("split_note") else ""))
+    return out
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
@@ -96,6 +171,17 @@ def markdown(rep: dict) -> str:
              f"({rep['n_boot']} resamples, seed {rep['seed']}); deltas are paired (same items).", "",
              f"Reproduce: `{rep['command']}`", "", "![clusters](clusters.png)", "", "## Verdict", ""]
     lines += [f"- {c['verdict']}" for c in rep["clusters"]]
+    from instructkit.eval.verdict import RULES
+    lines += ["", "Rules (checked in this order): " + "; ".join(f"**{k}**: {v}" for k, v in RULES.items()) + ".", ""]
+    if rep.get("preregistered"):
+        lines += ["Pre-registered settings: `" + str(rep["preregistered"]) + "`", ""]
+    ctl = controls_table(rep)
+    if ctl[1]:
+        lines += ["## Controls", "", "Chance is the best answer-blind baseline on the evaluated items (majority class / "
+                  "always option k); the calibrated base is the stronger of content-free (Zhao et al. 2021) and "
+                  "masked-slot calibration; tuned and oracle are mean ± SD over training seeds.", ""] + _md_table(*ctl)
+        lines += ["", "Per seed (paired 95% CIs over items):", ""] + seed_lines(rep)
+    lines += ["", "## Baselines and sampling per task", ""] + baseline_lines(rep)
     lines += ["", "## Clusters", ""] + _md_table(*cluster_table(rep))
     lines += ["", "## Tasks", ""] + _md_table(*task_table(rep))
     lines += ["", "## What the models do (classification tasks)", "",
@@ -126,7 +212,9 @@ def html_report(rep: dict) -> str:
             f"<style>{style}</style></head><body><h1>Held-out cluster report</h1><p>{models}; zero-shot; "
             f"chat template <code>{e(str(rep['chat_template']))}</code>; 95% CIs bootstrapped over examples.</p>"
             f"<p>Reproduce: <code>{e(rep['command'])}</code></p><img src='clusters.png' alt='clusters'>"
-            f"<h2>Verdict</h2><ul>{verdicts}</ul><h2>Clusters</h2>{table(*cluster_table(rep))}"
+            f"<h2>Verdict</h2><ul>{verdicts}</ul><h2>Controls</h2>{table(*controls_table(rep))}"
+            f"<ul>{''.join(f'<li>{e(x[2:])}</li>' for x in seed_lines(rep) + baseline_lines(rep))}</ul>"
+            f"<h2>Clusters</h2>{table(*cluster_table(rep))}"
             f"<h2>Tasks</h2>{table(*task_table(rep))}<h2>What the models do</h2>{table(*behaviour_table(rep))}"
             f"<h2>Contamination</h2>{cont}</body></html>\n")
 
@@ -137,6 +225,14 @@ def plot_clusters(clusters: list[dict], models: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    clusters = [dict(c, scores=dict(c["scores"])) for c in clusters]  # the report's own dicts stay as they are
+    if any((c.get("controls") or {}).get("calibrated_bar") for c in clusters) and "base" in models:
+        for c in clusters:  # the calibrated base as a bar of its own, beside the raw base
+            bar = (c.get("controls") or {}).get("calibrated_bar")
+            if bar:
+                c.setdefault("scores", {})["calibrated base"] = {"value": bar["value"],
+                                                                 "ci": bar["ci"] or [bar["value"]] * 2}
+        models = [models[0], "calibrated base"] + list(models[1:])
     n, k = len(clusters), len(models)
     width = 0.8 / k
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * n + 2), 4))
@@ -152,7 +248,7 @@ def plot_clusters(clusters: list[dict], models: list[str], path: Path) -> None:
                 bar.set_hatch("//")
     for i, c in enumerate(clusters):
         ax.hlines(c["chance"], i - 0.45, i + 0.45, colors="red", linestyles="dashed",
-                  label="chance" if i == 0 else None)
+                  label="chance (best baseline)" if i == 0 else None)
     ax.set_xticks(list(range(n)))
     ax.set_xticklabels([f"{c['cluster']}\n({'held-out' if c['held_out'] else 'seen'})" for c in clusters], fontsize=8)
     ax.set_ylabel("zero-shot score (95% CI)")

@@ -123,7 +123,7 @@ def load_task_set(ref: str, fmt: str = "zero_shot", k: int = 3, split: str | Non
                         m["mask_prompt"] = render_row(task, tpl, masked_row(r, task.slot), fmt, use_opts, rng,
                                                       pool, k, pool_keys)[0]
                 return TaskExample(task.id, tpl.id, task.cluster, prompt, target, choices, task.metric, fmt, meta=m)
-            pair = f"{task.id}:{split}:{i}" if tw is not None else None
+            pair = f"{task.id}:{split}:{i}:{tpl.id}" if tw is not None else None
             exs.append(one(row, pair=pair))
             if tw is not None:
                 exs.append(one(tw, pair=pair, twin=True))

@@ -46,9 +46,10 @@ def test_held_out_report(tmp_path):
         assert (out / f).stat().st_size > 0
     md = (out / "report.md").read_text()
     # n examples, n items, chance, each score with its 95% CI, the paired delta with its CI
-    assert "| nli | yes | 1 | 4 | 4 | 0.250 | 0.250 [0.000, 0.750] | 0.750 [0.250, 1.000] | +0.500 [" in md
-    assert "held-out acc on nli" in md and "Reproduce: `instructkit eval report --base A --tuned B" in md
-    assert by[held]["n_examples"] == 4 and by[held]["chance"] == 0.25
+    # chance is the best answer-blind baseline on these items (BBBA: always B = 0.75), not 1/4
+    assert "| nli | yes | 1 | 4 | 4 | 0.750 | 0.250 [0.000, 0.750] | 0.750 [0.250, 1.000] | +0.500 [" in md
+    assert "nli: NO DETECTABLE EFFECT" in md and "Reproduce: `instructkit eval report --base A --tuned B" in md
+    assert by[held]["n_examples"] == 4 and by[held]["chance"] == 0.75
     assert by[held]["details"]["tuned"]["pred_share"] == {"A": 0.0, "B": 1.0}  # what the model does
     assert (out / "clusters.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -112,7 +113,8 @@ def test_report_on_yaml_task_mixture_uses_refs_oracle_contamination(tmp_path):
     cont = rep["contamination"]["tasks"]["held_t"]
     assert "held_t:validation:0" in _ids(tmp_path / "rep")  # the leaked example was drawn (seed 3)
     assert cont["examples"] == 4 and cont["contaminated"] == 1
-    assert rep["clusters"][0]["verdict"].startswith("held-out acc on heldc")
+    assert rep["clusters"][0]["summary"].startswith("held-out acc on heldc")
+    assert rep["clusters"][0]["decision"]["verdict"] in ("transfer", "prior shift", "no detectable effect")
     assert "oracle" in (tmp_path / "rep" / "report.md").read_text()
 
 
