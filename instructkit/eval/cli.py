@@ -211,8 +211,18 @@ def print_report(console: Any, rep: dict) -> None:
         console = Console(width=150, file=console.file, force_terminal=console.is_terminal,
                           no_color=console.no_color)
     console.print(t)
+    from instructkit.eval.report_render import controls_table, seed_lines
+    head, body = controls_table(rep)
+    if body:
+        t = Table(*head, title="controls: chance = best answer-blind baseline on these items; calibrated base; "
+                               "tuned / oracle mean ± SD over training seeds; base -> tuned (mean of seeds)")
+        for row in body:
+            t.add_row(*row)
+        console.print(t)
+        for line in seed_lines(rep):
+            console.print(line, highlight=False, markup=False)
     for c in rep["clusters"]:
-        console.print(f"- {c['verdict']}", highlight=False)
+        console.print(f"- {c['verdict']}", highlight=False, markup=False)
     console.print(f"reproduce: {rep['command']}", highlight=False, markup=False)
 
 

@@ -15,7 +15,6 @@ in :mod:`.task_sets`; this module holds the item types and the dispatch.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -25,6 +25,8 @@ _TEMPLATES = typer.Option("one", "--templates", help="'all': every template on e
 _ORACLE_N = typer.Option(300, "--oracle-per-task", help="Oracle training rows per held-out task.")
 _NO_ORACLE = typer.Option(False, "--no-oracle", help="Skip the oracle (the upper-bound control).")
 _MAX_SEEN = typer.Option(4, "--max-seen", help="Seen tasks evaluated as the sanity check.")
+_SEEDS = typer.Option(3, "--seeds", help="Training seeds for tuned and oracle (mixture draw + init); the verdict "
+                                         "rules read every seed (issue #25).")
 
 
 def _load(recipe: Path, overrides: Optional[List[str]]):  # noqa: ANN202
@@ -46,7 +48,8 @@ def _command() -> str:
 @app.command("heldout")
 def heldout_cmd(recipe: Path = _RECIPE, overrides: Optional[List[str]] = _OVERRIDES,
                 out: Optional[Path] = _OUT, limit: int = _LIMIT, templates: str = _TEMPLATES,
-                oracle_per_task: int = _ORACLE_N, no_oracle: bool = _NO_ORACLE, max_seen: int = _MAX_SEEN) -> None:
+                oracle_per_task: int = _ORACLE_N, no_oracle: bool = _NO_ORACLE, max_seen: int = _MAX_SEEN,
+                seeds: int = _SEEDS) -> None:
     """FLAN-style held-out clusters: tuned and oracle training, then base / tuned / oracle with 95% CIs."""
     from rich.console import Console
 
@@ -57,7 +60,7 @@ def heldout_cmd(recipe: Path = _RECIPE, overrides: Optional[List[str]] = _OVERRI
     r = _load(recipe, overrides)
     con = Console()
     rep = run_heldout(r, out or r.resolved_output_dir(), oracle=not no_oracle, oracle_per_task=oracle_per_task,
-                      limit=limit, templates=templates, max_seen=max_seen, console=con, command=_command())
+                      limit=limit, templates=templates, max_seen=max_seen, console=con, command=_command(), seeds=seeds)
     print_report(con, rep)
 
 
@@ -67,7 +70,7 @@ def t0_bigbench_cmd(recipe: Path = _RECIPE, overrides: Optional[List[str]] = _OV
                                                             "(default: $INSTRUCTKIT_BIGBENCH)."),
                     out: Optional[Path] = _OUT, limit: int = _LIMIT, templates: str = _TEMPLATES,
                     oracle_per_task: int = _ORACLE_N, no_oracle: bool = _NO_ORACLE,
-                    max_seen: int = _MAX_SEEN) -> None:
+                    max_seen: int = _MAX_SEEN, seeds: int = _SEEDS) -> None:
     """T0 -> BIG-bench: train on the T0 mixture, evaluate zero-shot on BIG-bench tasks it does not contain."""
     from rich.console import Console
 
@@ -79,5 +82,5 @@ def t0_bigbench_cmd(recipe: Path = _RECIPE, overrides: Optional[List[str]] = _OV
     con = Console()
     rep = run_t0_bigbench(r, out or r.resolved_output_dir(), bigbench_dir=bigbench, eval_n=limit,
                           oracle=not no_oracle, oracle_per_task=oracle_per_task, templates=templates,
-                          max_seen=max_seen, console=con, command=_command())
+                          max_seen=max_seen, console=con, command=_command(), seeds=seeds)
     print_report(con, rep)

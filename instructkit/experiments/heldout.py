@@ -80,7 +80,8 @@ def run_heldout(recipe: Any, out: str | Path, *, base: str | None = None, oracle
                 oracle_per_task: int = 300, oracle_train: dict | None = None, held_out: list[str] | None = None,
                 oracle_tasks: list[str] | None = None, limit: int | None = 200, templates: str = "all",
                 max_seen: int | None = 4, dtype: str = "auto", batch_size: int = 16,
-                console: Any = None, command: str | None = None) -> dict:
+                console: Any = None, command: str | None = None, seeds: int = 1,
+                preregistered: dict | None = None) -> dict:
     """Tuned (+ oracle) training and the held-out report; returns the report with ``experiment`` added.
 
     ``held_out``: extra held-out evaluation refs beside the manifest's held-out tasks (e.g. BIG-bench
@@ -94,19 +95,32 @@ def run_heldout(recipe: Any, out: str | Path, *, base: str | None = None, oracle
     timing: dict[str, dict] = {}
     say = console.print if console is not None else (lambda *a, **k: None)
     base = base or recipe.model.name_or_path
-    with timed(timing, "tuned: mix + train"):
-        manifest, tuned_dir = mix_and_train(recipe, out / "tuned", console=console)
+    tuned_dirs, oracle_dirs = [], []
+    for s in range(seeds):
+        r_s = with_sections(recipe, seed=recipe.seed + s) if s else recipe
+        sfx = "" if s == 0 else f"_seed{s}"
+        with timed(timing, f"tuned: mix + train{sfx}" if s else "tuned: mix + train"):
+            m_s, d_s = mix_and_train(r_s, out / f"tuned{sfx}", console=console)
+        manifest = m_s if s == 0 else manifest
+        tuned_dirs.append(str(d_s))
+    tuned_dir = tuned_dirs[0]
     held_refs = list((manifest["held_out"].get("refs") or {}).values()) + list(held_out or [])
     oracle_dir = None
     if oracle:
         tasks = list(oracle_tasks) if oracle_tasks is not None else held_refs
-        with timed(timing, "oracle: mix + train"):
-            _, oracle_dir = mix_and_train(oracle_recipe(recipe, tasks, per_task=oracle_per_task, train=oracle_train),
-                                          out / "oracle", console=console)
+        for s in range(seeds):
+            r_s = with_sections(recipe, seed=recipe.seed + s) if s else recipe
+            sfx = "" if s == 0 else f"_seed{s}"
+            with timed(timing, f"oracle: mix + train{sfx}" if s else "oracle: mix + train"):
+                _, d_s = mix_and_train(oracle_recipe(r_s, tasks, per_task=oracle_per_task, train=oracle_train),
+                                       out / f"oracle{sfx}", console=console)
+            oracle_dirs.append(str(d_s))
+        oracle_dir = oracle_dirs[0]
     say("evaluating base, tuned" + (", oracle" if oracle else "") + " ...")
     with timed(timing, "report: evaluate all models"):
-        rep = held_out_report(base, str(tuned_dir), out / "tuned" / "mix" / "manifest.json", out / "report",
-                              oracle=str(oracle_dir) if oracle_dir else None, limit=limit, templates=templates,
+        rep = held_out_report(base, tuned_dirs, out / "tuned" / "mix" / "manifest.json", out / "report",
+                              oracle=oracle_dirs or None, limit=limit, templates=templates,
+                              options=recipe.mix.options_prob, preregistered=preregistered,
                               seed=recipe.seed, chat_template=recipe.model.chat_template, held_out=held_out,
                               max_seen=max_seen, dtype=dtype, batch_size=batch_size, progress=console is not None)
     total = {"wall_s": round(sum(t["wall_s"] for t in timing.values()), 1),
@@ -114,7 +128,7 @@ def run_heldout(recipe: Any, out: str | Path, *, base: str | None = None, oracle
     # 2 cores: an idle machine would take about cpu_s / 2 (torch keeps both busy); a loaded one takes longer
     total["idle_estimate_s"] = round(total["cpu_s"] / max(1, min(2, os.cpu_count() or 1)), 1)
     exp = {"recipe": recipe.model_dump(), "base": base, "tuned": str(tuned_dir),
-           "oracle": str(oracle_dir) if oracle_dir else None, "held_out_refs": held_refs,
+           "oracle": str(oracle_dir) if oracle_dir else None, "tuned_seeds": tuned_dirs, "oracle_seeds": oracle_dirs, "held_out_refs": held_refs,
            "timing": timing, "total": total, "command": command}
     (out / "experiment.json").write_text(json.dumps(exp, indent=1, default=str) + "\n")
     rep["experiment"] = exp

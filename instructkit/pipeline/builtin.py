@@ -128,14 +128,25 @@ def held_out(ctx: Any, cfg: Any) -> dict:
                               "tuned: train.model}})")
     r = ctx.recipe
     base = _model_ref(ctx, r, "base") if "base" in ctx.inputs else r.model.name_or_path
-    oracle = _model_ref(ctx, r, "oracle") if "oracle" in ctx.inputs else None
-    rep = held_out_report(base, _model_ref(ctx, r, "tuned"), ctx.inputs["manifest"], ctx.out, oracle=oracle,
+    # one input per training seed: tuned, tuned_1, tuned_2, ... (oracle likewise)
+    seeds = lambda kind: [_model_ref(ctx, r, k) for k in sorted(ctx.inputs, key=lambda k: (len(k), k))  # noqa: E731
+                          if k == kind or (k.startswith(kind + "_") and k[len(kind) + 1:].isdigit())]
+    tuned, oracle = seeds("tuned"), seeds("oracle") or None
+    options = cfg.options
+    if options is None:  # format parity: the share of OPTIONS prompts training used
+        man = json.loads(Path(ctx.inputs["manifest"]).read_text())
+        options = float((man.get("caps") or {}).get("options_prob") or 0.0)
+    rep = held_out_report(base, tuned, ctx.inputs["manifest"], ctx.out, oracle=oracle,
                           limit=cfg.limit, templates=cfg.templates, seed=r.seed, chat_template=r.model.chat_template,
                           held_out=list(cfg.held_out) or None, max_seen=cfg.max_seen,
                           contamination=cfg.contamination, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                          progress=True)
+                          progress=True, options=options, twins=cfg.twins, calibrate_all=cfg.calibrate_all,
+                          preregistered=dict(cfg.preregistered) or None)
+    if cfg.results_log:
+        from instructkit.eval.results_log import append_result
+        append_result(cfg.results_log, r.name, rep)
     return {"report": str(ctx.out / "report.json"), "markdown": str(ctx.out / "report.md"),
-            "clusters": rep["clusters"], "base": base, "tuned": _model_ref(ctx, r, "tuned"), "oracle": oracle}
+            "clusters": rep["clusters"], "base": base, "tuned": tuned[0], "oracle": oracle[0] if oracle else None}
 
 
 # --- report ------------------------------------------------------------------------------------------------

@@ -160,3 +160,27 @@ def test_a_task_with_only_a_training_file_is_split_never_scored_on_training_rows
     _load_path.cache_clear()
     with pytest.raises(ConfigError, match="training split"):
         load_task(str(y))
+
+
+def test_zero_shot_cot_yes_no_extraction_counts_unparsed_answers():
+    """Flan 2022 zero-shot CoT on a yes/no task: a completion without "the answer is" was scored by its first
+    reasoning line (0.000 accuracy); now the choice it names last, else an unparsed answer that is counted."""
+    from instructkit.data.tasks.answers import AnswerSpec
+    spec = AnswerSpec("choice", "normalized_text")
+    cot = "Jonas is a hockey player. Scoring a goal is part of hockey, so yes, the sentence is plausible."
+    assert spec.extract_text(cot, ["no", "yes"]) == "yes"
+    assert spec.extract_text("So the answer is no.", ["no", "yes"]) == "no"
+    assert spec.extract_text("It depends on the league.", ["no", "yes"]) == ""
+    from instructkit.eval.datasets import EvalItem, EvalSet
+    from instructkit.lm.api import GenerateResult
+
+    class Says:
+        name = fingerprint = "says"
+
+        def generate(self, reqs):
+            return [GenerateResult(["Hard to say." if int(r.prompt[1:]) % 2 else "Plausible, so yes."], [3]) for r in reqs]
+
+    items = [EvalItem("yn", i, f"Q{i}", "yes", cot=True, answer=spec, options=["no", "yes"]) for i in range(4)]
+    res = evaluate(Says(), [EvalSet("yn", items, "zero_shot_cot")], None, progress=False)
+    t = res["tasks"]["yn"]
+    assert t["unparsed"] == 2 and t["score"] == 0.5 and t["chance"] == 1.0  # always "yes" is right here
