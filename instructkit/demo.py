@@ -37,7 +37,7 @@ def demo_recipe(out: Path, model: str, per_task: int, steps: int | None, method:
         "mix": {"tasks": tasks, "hold_out": HELD_OUT, "cap": per_task, "rate_cap": per_task, "options_prob": 0.5},
         "data": {"max_length": 512},
         "train": {"method": method, "lr": lr, "epochs": 1.0, "max_steps": steps, "micro_batch_size": 1,
-                  "grad_accum": 2, "pack_tokens": 1024, "scheduler": "constant", "warmup_ratio": 0.0,
+                  "grad_accum": 1, "pack_tokens": 1024, "scheduler": "constant", "warmup_ratio": 0.0,
                   "log_every": 5, "tensorboard": False},
     }, "demo")
 
@@ -45,13 +45,13 @@ def demo_recipe(out: Path, model: str, per_task: int, steps: int | None, method:
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
          model: str = typer.Option("smollm2-135m-instruct", "--model", help="Model to tune (alias, folder, hub id)."),
          per_task: int = typer.Option(24, "--per-task", help="Training examples per seen task (FLAN caps, scaled)."),
-         oracle_per_task: int = typer.Option(48, "--oracle-per-task", help="Oracle training rows per held-out task."),
-         oracle_epochs: float = typer.Option(2.0, "--oracle-epochs", help="Declared oracle epochs over its rows."),
+         oracle_per_task: int = typer.Option(24, "--oracle-per-task", help="Oracle training rows per held-out task."),
+         oracle_epochs: float = typer.Option(1.0, "--oracle-epochs", help="Declared oracle epochs over its rows."),
          steps: Optional[int] = typer.Option(8, "--steps", help="Optimizer steps per tuned seed (None: one pass)."),
          seeds: int = typer.Option(3, "--seeds", help="Training seeds (mixture draw + LoRA init) for tuned and oracle."),
          method: str = typer.Option("lora", "--method", help="lora (bf16 base) or full (fp32)."),
          lr: float = typer.Option(2e-3, "--lr", help="Learning rate (LoRA at this scale 2e-3; full ~5e-5)."),
-         limit: int = typer.Option(96, "--limit", help="Distinct evaluation examples per held-out task (stratified)."),
+         limit: int = typer.Option(64, "--limit", help="Distinct evaluation examples per held-out task (stratified)."),
          max_seen: int = typer.Option(1, "--max-seen", help="Seen tasks evaluated as the sanity check.")) -> None:
     """Instruction-tune the embedded default model on built-in tasks; report held-out gains with controls."""
     import json
@@ -113,7 +113,8 @@ def with_stages(recipe: Any, oracle_per_task: int, limit: int, max_seen: int, *,
         inputs[f"oracle{sfx}"] = f"oracle{sfx}.model"
     stages["eval"] = {"kind": "eval.held_out", "inputs": inputs,
                       "config": {"limit": limit, "templates": "one", "max_seen": max_seen, "dtype": "auto",
-                                 "batch_size": 32, "preregistered": DEMO_DESIGN | {"n_per_task": limit, "seeds": seeds}}}
+                                 "batch_size": 32, "preregistered": DEMO_DESIGN | {"n_per_task": limit, "seeds": seeds},
+                                 "results_log": str(Path(recipe.output_dir) / "results_log.jsonl")}}
     stages["report"] = {"inputs": {"heldout": "eval"}}
     return validate(type(recipe), {**recipe.model_dump(), "stages": stages}, "demo")
 

@@ -11,7 +11,7 @@ from instructkit.config.base import Section
 
 class MixConfig(Section):
     tasks: list[str] = Field(default_factory=list, description="Task ids, task YAML files or folders; 'builtin' = the whole built-in suite.")
-    hold_out: list[str] = Field(default_factory=list, description="Clusters removed from training, evaluated zero-shot.")
+    hold_out: list[str] = Field(default_factory=list, description="Clusters (or task ids) removed from training, evaluated zero-shot.")
     t0_dirs: list[str] = Field(default_factory=list, description="Folders of prompt/completion JSONL files, one per promptsource template (T0 data).")
     cap: int = Field(30_000, ge=1, description="Max examples per task/data set (FLAN: 30k).")
     rate_cap: Optional[int] = Field(3_000, ge=1, description="Mixing-rate maximum: rates are proportional to min(size, rate_cap) (FLAN: 3k); None = no limit.")

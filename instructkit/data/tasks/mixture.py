@@ -90,8 +90,9 @@ def build_mixture(tasks: list[Task], spec: MixSpec, hold_out: list[str] = (),
                   t0: list[PCDataset] = ()) -> tuple[list[dict], dict[str, Any]]:
     """The mixture records (shuffled) and the manifest (without content hash / totals)."""
     rng = random.Random(spec.seed)
-    held = [t for t in tasks if t.cluster in hold_out]
-    train = [t for t in tasks if t.cluster not in hold_out]
+    # a held-out entry is a cluster (FLAN) or a task id (T0-style: one data set of a seen cluster)
+    held = [t for t in tasks if t.cluster in hold_out or t.id in hold_out]
+    train = [t for t in tasks if not (t.cluster in hold_out or t.id in hold_out)]
     t0_train = [d for d in t0 if d.cluster not in hold_out]
     rows = {t.id: t.load_split(t.train_split) for t in train}
     sources = {t.id: (len(rows[t.id]), len(t.templates), t.cluster) for t in train}

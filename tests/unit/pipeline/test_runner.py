@@ -182,15 +182,23 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
 
 
 def test_demo_is_a_recipe_run(tmp_path):
-    """`instructkit demo` = the runner on the demo's stages: tuned and oracle training feed the held-out report."""
+    """`instructkit demo` = the runner on the demo's stages: per seed a tuned and an oracle training, all feeding
+    one held-out report (the base scored once)."""
     from instructkit.demo import demo_recipe, with_stages
 
-    rec = with_stages(demo_recipe(tmp_path / "demo", "smollm2-135m-instruct", 40, None, "lora", 2e-3), 150, 200, 3)
+    rec = with_stages(demo_recipe(tmp_path / "demo", "smollm2-135m-instruct", 40, None, "lora", 2e-3), 150, 200, 3,
+                      seeds=3, oracle_epochs=2.0)
     plan = {p.name: p for p in runner.plan(rec)}
-    assert list(plan) == ["mix", "train", "oracle_mix", "oracle", "eval", "report"]
-    assert plan["eval"].deps == {"manifest": ("mix", "manifest"), "tuned": ("train", "model"),
-                                 "oracle": ("oracle", "model")}
+    assert set(plan) == {f"{k}{s}" for k in ("mix", "train", "oracle_mix", "oracle") for s in ("", "_1", "_2")} | {
+        "eval", "report"}
+    assert plan["eval"].deps == {"manifest": ("mix", "manifest"),
+                                 **{f"tuned{s}": (f"train{s}", "model") for s in ("", "_1", "_2")},
+                                 **{f"oracle{s}": (f"oracle{s}", "model") for s in ("", "_1", "_2")}}
     assert plan["eval"].cfg.limit == 200 and plan["oracle_mix"].cfg.mix.cap == 150
     assert set(plan["oracle_mix"].cfg.mix.tasks) == {"nli_facts", "nli_numbers", "coref_gender", "coref_role"}
-    # the oracle trains exactly like the tuned model, only on other data
-    assert plan["oracle"].cfg.train == plan["train"].cfg.train
+    # each seed draws its own mixture and init; the oracle trains its declared epochs, otherwise the same
+    assert [plan[f"mix{s}"].cfg.seed for s in ("", "_1", "_2")] == [0, 1, 2]
+    assert [plan[f"train{s}"].cfg.seed for s in ("", "_1", "_2")] == [0, 1, 2]
+    assert plan["oracle"].cfg.train.epochs == 2.0 and plan["oracle"].cfg.train.max_steps is None
+    assert plan["oracle"].cfg.train.lr == plan["train"].cfg.train.lr
+    assert plan["eval"].cfg.preregistered["seeds"] == 3

@@ -109,3 +109,10 @@ def reverse_words(rng: random.Random) -> Row:
 def first_letters(rng: random.Random) -> Row:
     xs = rng.sample(WORDS, rng.randint(3, 6))
     return {"question": " ".join(xs), "answer": "".join(w[0] for w in xs)}
+
+
+def sort_initials(rng: random.Random) -> Row:
+    """Composition of two trained skills (sort_words, first_letters): the initials of the words in
+    alphabetical order. Scored by exact match; no option list, so no option prior to shift."""
+    xs = rng.sample(WORDS, rng.randint(4, 6))
+    return {"question": " ".join(xs), "answer": "".join(w[0] for w in sorted(xs))}
