@@ -221,6 +221,11 @@ def print_report(console: Any, rep: dict) -> None:
         console.print(t)
         for line in seed_lines(rep):
             console.print(line, highlight=False, markup=False)
+    for r in rep["tasks"]:  # what each model answers: a label flip must not read as "learnable"
+        if r["held_out"] and any("pred_share" in d for d in r["details"].values()):
+            console.print(f"  {r['task']} predicted shares: " + "; ".join(
+                f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in d["pred_share"].items())
+                for m, d in r["details"].items() if "pred_share" in d), highlight=False, markup=False)
     for c in rep["clusters"]:
         console.print(f"- {c['verdict']}", highlight=False, markup=False)
     console.print(f"reproduce: {rep['command']}", highlight=False, markup=False)

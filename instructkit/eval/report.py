@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from instructkit.errors import DataError, InstructkitError
+from instructkit.errors import DataError, InstructkitError  # noqa: F401  (DataError: re-exported)
 from instructkit import stats as S
 
 MODELS = ("base", "tuned", "oracle")
@@ -111,7 +111,15 @@ def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path
     cont = _contamination(Path(manifest_path), plan, sets) if contamination else {"skipped": "disabled"}
     for r in task_rows:
         r["contamination"] = cont.get("tasks", {}).get(r["task"])
-    report = dict(models=refs, base=base, tuned=first, oracle=oracle if isinstance(oracle, (str, type(None)))
+    from instructkit.eval.report_controls import loss_trend
+    oracle_training = {m: loss_trend(refs[m]) for m in models if m.startswith("oracle")}
+    for c in clusters:  # the oracle is an upper bound only once its loss has stopped falling
+        o = (c.get("controls") or {}).get("oracle")
+        if o and c["held_out"]:
+            o["training"] = oracle_training
+            if any((t or {}).get("still_falling") for t in oracle_training.values()):
+                c["verdict"] += " Flag: the oracle's training loss was still falling (not at a plateau)."
+    report = dict(models=refs, base=base, oracle_training=oracle_training or None, tuned=first, oracle=oracle if isinstance(oracle, (str, type(None)))
                   else oracle[0], manifest=str(manifest_path),
                   format="zero_shot", chat_template=rendering_name(template, apply), limit=limit,
                   templates=templates, seed=seed, n_boot=n_boot, options_share=options, twins=twins,

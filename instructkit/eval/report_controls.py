@@ -154,3 +154,30 @@ def held_out_verdict(cluster: str, ctl: dict) -> tuple[dict, str]:
         line += (f" Flag: the oracle ({o['mean']:.3f}) scores below the {ctl['calibrated_bar']['kind']} base "
                  f"({ctl['calibrated_bar']['value']:.3f}): it is no upper bound here.")
     return d, line
+
+
+def loss_trend(model_dir: str) -> dict | None:
+    """Whether a training run's loss had stopped falling (``metrics.jsonl`` beside or above the model):
+    the mean logged loss of the last third against the middle third; "still falling" when it dropped by
+    more than 5%. None when no log is found (a hub model, a test double)."""
+    import json
+    from pathlib import Path
+    p = Path(str(model_dir))
+    for d in (p, p.parent, p.parent.parent):
+        f = d / "metrics.jsonl"
+        if f.is_file():
+            losses = []
+            for line in f.read_text().splitlines():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(r.get("loss"), (int, float)) and "eval_loss" not in r:
+                    losses.append(float(r["loss"]))
+            if len(losses) < 3:
+                return {"steps_logged": len(losses), "still_falling": None}
+            k = len(losses) // 3
+            mid, last = mean(losses[k: 2 * k]), mean(losses[2 * k:])
+            return {"steps_logged": len(losses), "loss_middle_third": mid, "loss_last_third": last,
+                    "still_falling": last < 0.95 * mid}
+    return None

@@ -96,12 +96,14 @@ def run_heldout(recipe: Any, out: str | Path, *, base: str | None = None, oracle
     say = console.print if console is not None else (lambda *a, **k: None)
     base = base or recipe.model.name_or_path
     tuned_dirs, oracle_dirs = [], []
+    manifest: dict = {}
     for s in range(seeds):
         r_s = with_sections(recipe, seed=recipe.seed + s) if s else recipe
         sfx = "" if s == 0 else f"_seed{s}"
         with timed(timing, f"tuned: mix + train{sfx}" if s else "tuned: mix + train"):
             m_s, d_s = mix_and_train(r_s, out / f"tuned{sfx}", console=console)
-        manifest = m_s if s == 0 else manifest
+        if s == 0:
+            manifest = m_s
         tuned_dirs.append(str(d_s))
     tuned_dir = tuned_dirs[0]
     held_refs = list((manifest["held_out"].get("refs") or {}).values()) + list(held_out or [])

@@ -41,3 +41,20 @@ def test_coref_twin_pronoun_decides_the_referent():
         t = twin("coref_role", r)
         for x in (r, t):
             assert x["options"][x["label"]].endswith("s") == (x["pronoun"] == "they")
+
+
+def test_hold_out_a_data_set_of_a_seen_cluster():
+    """Design (b), T0-style: hold out one data set; its sibling in the same cluster still trains."""
+    from instructkit.data.tasks import load_task
+    from instructkit.data.tasks.mixture import MixSpec, build_mixture
+    tasks = [load_task(t) for t in ("sentiment_movie", "sentiment_restaurant", "topic_news")]
+    records, man = build_mixture(tasks, MixSpec(cap=5, rate_cap=5), hold_out=["sentiment_restaurant"])
+    assert man["held_out"]["tasks"] == ["sentiment_restaurant"]
+    assert set(man["train_tasks"]) == {"sentiment_movie", "topic_news"}
+
+
+def test_compositional_task_composes_two_trained_skills():
+    from instructkit.data.tasks.suite.generators import generate
+    for r in generate("sort_initials", 20, 0):
+        ws = r["question"].split()
+        assert r["answer"] == "".join(w[0] for w in sorted(ws))
