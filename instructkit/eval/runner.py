@@ -82,7 +82,8 @@ def requests_for(es: EvalSet, self_consistency: int = 1, temperature: float = 0.
     ll, gen = [], []
     for it in es.items:
         if it.choices is not None:
-            ll += [LoglikelihoodRequest(ctx, c.strip() if chat else c, key=(es.name, it.idx, j, k))
+            # key: (set, item, choice) for the item's own prompt, + (calibration context,) for the others
+            ll += [LoglikelihoodRequest(ctx, c.strip() if chat else c, key=(es.name, it.idx, k) + ((j,) if j else ()))
                    for j, ctx in enumerate(_contexts(it, calibrate)) for k, c in enumerate(it.choices)]
         else:
             sc = self_consistency if it.cot and self_consistency > 1 else 1
