@@ -170,10 +170,11 @@ def _print_results(console: Any, res: dict) -> None:
 @app.command("report")
 def report_cmd(
     base: str = typer.Option(..., help="The model before instruction tuning."),
-    tuned: str = typer.Option(..., help="The instruction-tuned model."),
+    tuned: list[str] = typer.Option(..., help="The instruction-tuned model; repeat once per training seed."),
     manifest: Path = typer.Option(..., help="Mixture manifest JSON (held_out.tasks/refs/clusters, train_tasks, tasks)."),
     out: Path = typer.Option(..., help="Output folder for report.json/.md/.html and the plot."),
-    oracle: Optional[str] = typer.Option(None, help="A model tuned on the held-out cluster itself (the upper bound)."),
+    oracle: Optional[list[str]] = typer.Option(None, help="A model tuned on the held-out cluster itself (the upper bound); repeat per seed."),
+    options: float = typer.Option(0.0, "--options", help="Share of items rendered with an OPTIONS list (training's options_prob: format parity)."),
     limit: Optional[int] = typer.Option(None, help="N distinct examples per task, drawn with --seed."),
     templates: str = typer.Option("all", help="all: every template on each example; one: one per example, spread evenly."),
     seed: int = typer.Option(0, help="Seed for the example sample and the bootstrap."),
@@ -188,9 +189,9 @@ def report_cmd(
     from rich.console import Console
 
     from instructkit.eval.report import held_out_report
-    rep = held_out_report(base, tuned, manifest, out, oracle=oracle, limit=limit, templates=templates, seed=seed,
-                          chat_template=chat_template, held_out=held_out, n_boot=n_boot, batch_size=batch_size,
-                          dtype=dtype, max_seen=max_seen)
+    rep = held_out_report(base, list(tuned), manifest, out, oracle=list(oracle) if oracle else None, limit=limit,
+                          templates=templates, seed=seed, chat_template=chat_template, held_out=held_out,
+                          n_boot=n_boot, batch_size=batch_size, dtype=dtype, max_seen=max_seen, options=options)
     con = Console()
     print_report(con, rep)
     con.print(f"wrote {out}/report.json, report.md, report.html, clusters.png ({len(rep['tasks'])} tasks)")

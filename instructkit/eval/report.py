@@ -125,7 +125,7 @@ def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path
                   templates=templates, seed=seed, n_boot=n_boot, options_share=options, twins=twins,
                   preregistered=preregistered,
                   command=_command(refs, manifest_path, out, limit, templates, seed, rendering_name(template, apply),
-                                   held_out, max_seen),
+                                   held_out, max_seen) + (f" --options {options}" if options else ""),
                   held_out_clusters=manifest["held_out"].get("clusters", []), tasks=task_rows, clusters=clusters,
                   contamination=cont, not_evaluated=not_evaluated,
                   throughput={k: v["throughput"] for k, v in results.items()})
@@ -152,7 +152,9 @@ def _task_row(p: dict, es: Any, results: dict, rows: dict, models: list[str], n_
                ll_boundary_merges=b.get("ll_boundary_merges"),
                calibrated={k: ctl[k] for k in ("calibrated_content_free", "calibrated_masked_slot") if k in ctl},
                controls={m: results[m]["tasks"][es.name].get("controls") for m in models
-                         if es.name in results[m]["tasks"]})
+                         if es.name in results[m]["tasks"]},
+               by_options={m: results[m]["tasks"][es.name].get("by_options") for m in models
+                           if es.name in results[m]["tasks"] and results[m]["tasks"][es.name].get("by_options")})
     row["scores"] = {m: {"value": results[m]["tasks"][es.name]["score"], "ci": results[m]["tasks"][es.name]["ci"]}
                      for m in models}
     for m in models:
@@ -241,9 +243,9 @@ def _contamination(manifest_path: Path, plan: list[dict], sets: list[Any], n: in
 
 def _command(refs: dict, manifest: Any, out: Path, limit: Any, templates: str, seed: int, template: Any,
              held_out: list[str] | None, max_seen: Any) -> str:
-    parts = ["instructkit", "eval", "report", "--base", refs["base"], "--tuned", refs["tuned"]]
-    if refs.get("oracle"):
-        parts += ["--oracle", refs["oracle"]]
+    parts = ["instructkit", "eval", "report", "--base", refs["base"]]
+    for kind in ("tuned", "oracle"):  # one flag per training seed
+        parts += [x for k, v in refs.items() if k == kind or k.startswith(kind + "@") for x in (f"--{kind}", v)]
     parts += ["--manifest", str(manifest), "--out", str(out), "--templates", templates, "--seed", str(seed),
               "--chat-template", template]
     if limit is not None:

@@ -143,7 +143,11 @@ def baseline_lines(rep: dict) -> list[str]:
                    + (f"; {cal}" if cal else "")
                    + (f"; unparsed answers {r['unparsed']}" if any((r.get("unparsed") or {}).values()) else "")
                    + (f"; BPE boundary merges {merges.get('merged')}/{merges.get('requests')} requests" if merges else "")
-                   + (f"; {samp['split_note']}" if samp.get("split_note") else ""))
+                   + (f"; {samp['split_note']}" if samp.get("split_note") else "")
+                   + ("; with / without OPTIONS: " + ", ".join(
+                       f"{m} " + " / ".join(f"{(v.get(k) or {}).get('value', float('nan')):.3f} (n={(v.get(k) or {}).get('n', 0)})"
+                                            for k in ("with_options", "without_options"))
+                       for m, v in r["by_options"].items()) if r.get("by_options") else ""))
     return out
 
 

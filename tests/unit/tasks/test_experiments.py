@@ -34,13 +34,14 @@ def test_oracle_recipe_trains_on_the_held_out_tasks_with_the_same_settings(tmp_p
         oracle_recipe(r, [])
 
 
-def test_run_heldout_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
+def test_run_heldout_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, capsys):
     r = _recipe(tmp_path, tiny_model_dir)
     rep = run_heldout(r, tmp_path / "run", oracle_per_task=8, limit=6, templates="one", max_seen=1,
-                      dtype="float32", batch_size=4, command="test")
+                      dtype="float32", batch_size=4, command="test", seeds=2)
     exp = json.loads((tmp_path / "run" / "experiment.json").read_text())
     assert exp["held_out_refs"] == ["nli_facts"] and exp["oracle"] and exp["command"] == "test"
-    assert set(exp["timing"]) == {"tuned: mix + train", "oracle: mix + train", "report: evaluate all models"}
+    assert set(exp["timing"]) == {"tuned: mix + train", "oracle: mix + train", "tuned: mix + train_seed1",
+                                  "oracle: mix + train_seed1", "report: evaluate all models"}
     # the oracle trained on the held-out task only; the tuned model never saw it
     oracle_man = json.loads((tmp_path / "run" / "oracle" / "mix" / "manifest.json").read_text())
     tuned_man = json.loads((tmp_path / "run" / "tuned" / "mix" / "manifest.json").read_text())
@@ -48,6 +49,23 @@ def test_run_heldout_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     assert "nli_facts" not in tuned_man["train_tasks"]
     held = [c for c in rep["clusters"] if c["held_out"]]
     assert [c["cluster"] for c in held] == ["nli"] and held[0]["n_examples"] == 6
-    assert set(held[0]["scores"]) == {"base", "tuned", "oracle"}
+    assert set(held[0]["scores"]) == {"base", "tuned", "tuned@1", "oracle", "oracle@1"}
     lines = cluster_lines(rep)
     assert lines[0].startswith("nli") and "oracle" in lines[0] and "chance 0.333" in lines[0]
+    # issue #25: per seed a tuned and an oracle model; the held-out cluster carries the controls and a verdict
+    c = next(c for c in rep["clusters"] if c["held_out"])
+    ctl = c["controls"]
+    assert ctl["tuned"]["n_seeds"] == 2 and ctl["oracle"]["n_seeds"] == 2 and ctl["chance"] == pytest.approx(1 / 3)
+    assert {"content-free calibrated", "masked-slot calibrated"} == set(ctl["calibrated_base"])
+    assert len(ctl["tuned_seeds"]) == 2 and all(len(s["delta_calibrated"]) == 3 for s in ctl["tuned_seeds"])
+    assert ctl["base"]["consistency"] is not None  # nli_facts twins (entailment <-> contradiction)
+    assert c["decision"]["verdict"] in ("transfer", "prior shift", "no detectable effect")
+    assert c["verdict"].startswith("nli: ") and "rule:" in c["verdict"]
+    md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "## Controls" in md and "calibrated base" in md and "Rules (checked in this order)" in md
+    from rich.console import Console
+
+    from instructkit.eval.cli import print_report
+    print_report(Console(width=200), rep)
+    out = capsys.readouterr().out
+    assert "controls" in out and "predicted shares" in out and "tuned@1" in out
