@@ -108,7 +108,8 @@ def evaluate(ctx: Any, cfg: Any) -> dict:
         ci = v.get("ci") or ([v["value"] - 1.96 * v["stderr"], v["value"] + 1.96 * v["stderr"]]
                              if v.get("stderr") is not None else None)
         scores[name] = {"format": r["format"], "n": r.get("n_examples", r["n"]), "items": r["n"], "metric": m,
-                        "value": v.get("value"), "ci": ci, "chance": r.get("chance")}
+                        "value": v.get("value"), "ci": ci, "chance": r.get("chance"),
+                        "unparsed": r.get("unparsed", 0)}  # generated answers no extraction could parse
         ctx.console.print(f"  {name:<28} {r['format']:<14} n={scores[name]['n']:<5} "
                           f"{m}={v.get('value', float('nan')):.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""),
                           highlight=False)
@@ -165,7 +166,7 @@ def report(ctx: Any, cfg: Any) -> dict:
         for task, sc in (outs.get("scores") or {}).items():
             rows.append({"run": label, "model": outs.get("model"), "task": task, "format": sc["format"],
                          "n": sc["n"], "metric": sc["metric"], "value": sc["value"], "ci": sc.get("ci"),
-                         "chance": sc.get("chance")})
+                         "chance": sc.get("chance"), "unparsed": sc.get("unparsed")})
         for c in outs.get("clusters") or []:
             task = f"cluster {c['cluster']}" + (" (held-out)" if c.get("held_out") else " (seen)")
             scores = c.get("scores") or {m: {"value": c[m]} for m in ("base", "tuned") if m in c}
@@ -177,12 +178,15 @@ def report(ctx: Any, cfg: Any) -> dict:
                              "n": c.get("n_examples", c.get("n_tasks")), "metric": "accuracy",
                              "value": sc["value"], "ci": None if lo is None else [lo, hi], "chance": c.get("chance")})
     lines = [f"# {cfg.name}", "", cfg.description, "",
-             "| run | task | format | n | metric | value | 95% CI | chance |", "|---|---|---|---|---|---|---|---|"]
+             "| run | task | format | n | metric | value | 95% CI | chance (best baseline) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v = "n/a" if r["value"] is None else (f"{r['value']:.4f}" if isinstance(r["value"], (int, float))
                                               else str(r["value"]))  # counts (tool calls) stay text
         ci = "" if not r["ci"] else f"[{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"
         ch = "" if r.get("chance") is None else f"{r['chance']:.3f}"
+        if r.get("unparsed"):  # counted wrong and shown: never a silent extraction failure
+            v += f" ({r['unparsed']} unparsed)"
         lines.append(f"| {r['run']} | {r['task']} | {r['format']} | {r['n']} | {r['metric']} | {v} | {ci} | {ch} |")
     lines += _pivot(rows)
     stages = stage_rows(ctx.inputs)  # training runs (steps, loss, reward margin) and preference pairs
