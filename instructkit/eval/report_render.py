@@ -74,9 +74,15 @@ def seed_lines(rep: dict) -> list[str]:
     return lines
 
 
+def _seed0(rep: dict, ms: list[str]) -> list[str]:
+    """Column names: with several training seeds these columns are seed 0's (the controls table has all)."""
+    multi = any("@" in m for m in rep["models"])
+    return [f"{m} (seed 0)" if multi and m != "base" else m for m in ms]
+
+
 def cluster_table(rep: dict) -> tuple[list[str], list[list[str]]]:
     ms = _models(rep)
-    head = ["cluster", "held-out", "tasks", "n examples", "n items", "chance"] + ms + ["tuned - base"]
+    head = ["cluster", "held-out", "tasks", "n examples", "n items", "chance"] + _seed0(rep, ms) + ["tuned - base"]
     if "oracle" in ms:
         head.append("oracle - base")
     body = []

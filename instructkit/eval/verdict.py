@@ -79,7 +79,8 @@ def decide(table: dict) -> dict:
     if checks["beats_calibrated_every_seed"] and checks["consistency_rises_every_seed"] is not False:
         v = TRANSFER
         why = (f"tuned - {kind} base: {cal_s}; twin consistency tuned - base: {tw_s}")
-    elif (checks["accuracy_rises_every_seed"] and not (bal is not None and bal > TOL)
+    elif (checks["accuracy_rises_every_seed"] and (bal is not None or auc is not None)  # generation: no option prior
+          and not (bal is not None and bal > TOL)
           and not (auc is not None and auc > TOL) and not checks["consistency_rises_every_seed"]):
         v = PRIOR_SHIFT
         why = f"tuned - raw base: {raw_s}; but {side}; twin consistency: {tw_s}"

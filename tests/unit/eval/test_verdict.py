@@ -45,3 +45,15 @@ def test_without_twins_transfer_rests_on_the_calibrated_base():
     s = seed([0.08, 0.02, 0.13], [0.1, 0.05, 0.15], None, bal=0.6)
     d = decide(table(s, s, s))
     assert d["verdict"] == TRANSFER and "not measured" in d["why"]
+
+
+def test_a_generative_task_cannot_show_a_prior_shift():
+    """No options, no option prior: accuracy up without balanced accuracy / AUC is not called a prior shift."""
+    s = {"acc": 0.2, "balanced_acc": None, "margin_auc": None, "consistency": None,
+         "delta_calibrated": [0.15, 0.1, 0.2], "delta_raw": [0.15, 0.1, 0.2], "delta_consistency": None}
+    base = {"acc": 0.05, "balanced_acc": None, "margin_auc": None, "consistency": None}
+    d = decide({"base": base, "calibrated_base": {"acc": 0.05, "kind": "raw (no calibration)"}, "seeds": [s] * 3})
+    assert d["verdict"] == TRANSFER
+    s = dict(s, delta_calibrated=[0.02, -0.01, 0.05], delta_raw=[0.02, -0.01, 0.05])
+    d = decide({"base": base, "calibrated_base": {"acc": 0.05, "kind": "raw"}, "seeds": [s] * 3})
+    assert d["verdict"] == NULL
