@@ -72,7 +72,8 @@ class Random3:
 def test_summary_reports_examples_items_chance_and_ci():
     es = load_eval_set("nli_facts", limit=12, seed=0)
     t = evaluate(Random3(), [es], None, progress=False)["tasks"]["nli_facts"]
-    assert t["n_examples"] == 12 and t["n_items"] == len(es.items) > 12
+    main = [it for it in es.items if not it.twin]  # contrast twins enter the twin consistency only
+    assert t["n_examples"] == 12 and t["n_items"] == len(main) > 12
     assert t["chance"] == pytest.approx(1 / 3)
     lo, hi = t["ci"]
     assert lo <= t["score"] <= hi and t["metrics"]["acc"]["ci"] == [lo, hi]
@@ -105,5 +106,7 @@ def test_summary_table_shows_primary_metric_ci_and_acc_norm(tmp_path):
     con = Console(width=200, record=True)
     _print_results(con, res)
     line = next(x for x in con.export_text().splitlines() if "mmlu:m.jsonl" in x)
-    assert "acc" in line and "0.0000 [0.0000, 0.0000]" in line and "0.250" in line  # value, CI, chance
-    assert line.rstrip(" │").split("│")[-2].strip() == "1.0000"  # acc_norm beside it
+    # value, CI, chance (the best baseline: every gold is B, so "always B" scores 1.000, not 1/4)
+    assert "acc" in line and "0.0000 [0.0000, 0.0000]" in line and "1.000" in line
+    cells = [c.strip() for c in line.split("│")]
+    assert cells[7] == "1.000" and cells[8] == "1.0000"  # chance, then acc_norm beside it
