@@ -13,9 +13,7 @@ space or the end; a decimal point is not an end), else the whole completion. The
   ``$`` accepted), written canonically (``-1234.5``); falls back to the whole text when the span has none;
 * ``letter``: an option letter, anchored: ``(B)``, ``B)``, ``B.``/``B:`` or a bare ``B`` standing
   alone (at the start of the span or after "answer is"); a word that merely starts with B gives nothing;
-* ``choice``: the first of the item's choices that the span equals (normalised) or starts with; else the
-  choice named last as a whole word anywhere in the completion (a CoT that never says "the answer is");
-  else nothing - an unparsed answer, counted as such by the runner, never a reasoning line scored wrong;
+* ``choice``: the choice the span equals (normalised) or starts with, else the one named last, else "" (unparsed);
 * ``regex``: the first match of the declared ``pattern`` (group 1 if it has groups);
 * ``first_line``: the first non-empty line of the span;
 * ``full``: the whole completion, stripped (summaries and other long answers, with f1 / rouge_l).
@@ -94,17 +92,9 @@ def extract_choice(text: str, choices: Sequence[str] | None = None, pattern: str
         nc = normalize(c)
         if nc and (norm == nc or norm.startswith(nc + " ")):
             return str(c).strip()
-    if not choices:
-        return first_line(span)
-    # flexible extraction (lm-eval's "flexible-extract"): the choice the completion names last
-    text_n = normalize(str(text))
-    best, at = "", -1
-    for c in choices:
-        nc = normalize(c)
-        for m in re.finditer(rf"(?<!\w){re.escape(nc)}(?!\w)", text_n) if nc else ():
-            if m.start() > at or (m.start() == at and len(nc) > len(normalize(best))):
-                best, at = str(c).strip(), m.start()
-    return best
+    hits = [(m.start(), len(nc), str(c).strip()) for c in choices or () if (nc := normalize(c))  # flexible-extract:
+            for m in re.finditer(rf"(?<!\w){re.escape(nc)}(?!\w)", normalize(str(text)))]  # the choice named last
+    return max(hits)[2] if hits else ("" if choices else first_line(span))  # "": unparsed, counted by the runner
 
 
 def extract_regex(text: str, choices: Sequence[str] | None = None, pattern: str | None = None) -> str:

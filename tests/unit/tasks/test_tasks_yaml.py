@@ -84,16 +84,18 @@ def test_validation_errors_name_file_and_key(tmp_path, edit, key):
 
 
 def test_include_and_gsm8k_preprocess(tmp_path):
-    (tmp_path / "train.jsonl").write_text(json.dumps(
-        {"question": "Q?", "answer": "She sold 48/2 = <<48/2=24>>24 clips.\n#### 1,024"}) + "\n")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(
+        {"question": f"Q{i}?", "answer": "She sold 48/2 = <<48/2=24>>24 clips.\n#### 1,024"}) + "\n" for i in range(20)))
     y = tmp_path / "gsm.yaml"
     y.write_text("id: gsm\ncluster: arithmetic\nsource: {files: {train: train.jsonl}}\npreprocess: gsm8k\n"
                  "rationale: rationale\ninclude: arith_add_sub\n")
     t = load_task(str(y))
     assert len(t.templates) == 10 and t.templates[0].id == "gsm/t01" and t.has_rationale
     # only a training file: a deterministic share is carved out as the eval split (issue #25)
-    assert t.eval_split == "heldout" and "never" not in (t.split_note or "x") and t.split_note
-    row = (t.load_split("train") + t.load_split("heldout"))[0]
+    assert t.eval_split == "heldout" and t.split_note
+    train, held = t.load_split("train"), t.load_split("heldout")
+    assert train and len(train) + len(held) == 20
+    row = train[0]
     assert row["answer"] == "1024" and row["rationale"] == "She sold 48/2 = 24 clips."
     e = render_examples(t, "train", "zero_shot_cot", templates="one", inverted=False)[0]
     assert e.target == "She sold 48/2 = 24 clips. So the answer is 1024."
