@@ -136,7 +136,7 @@ def test_cli_dtype_auto_uses_the_probe_and_generates(tmp_path, tiny_model_dir, m
 
     from instructkit.cli import app
     from instructkit.models import dtype as D
-    monkeypatch.setattr(D, "probe", lambda device_type="cpu": {"dtype": "bfloat16", "why": "auto: probe says so"})
+    monkeypatch.setattr(D, "probe", lambda device_type="cpu", tokens=None: {"dtype": "bfloat16", "why": "auto: probe says so"})
     gsm = tmp_path / "test.jsonl"
     gsm.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"so\n#### {i + 1}"}) + "\n"
                            for i in range(3)))
