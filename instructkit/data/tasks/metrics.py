@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Callable, Sequence
 
 from instructkit.data.tasks import answers as A
-from instructkit.data.tasks.answers import rouge_l  # noqa: F401  (a metric as well as a comparator)
+from instructkit.data.tasks.rouge import rouge_l  # noqa: F401  (a metric as well as a comparator)
 
 def normalize(text: str) -> str:
     """SQuAD normalisation that keeps a number's sign and decimal point (see :mod:`.answers`)."""
