@@ -7,6 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from instructkit.config.base import Section
+from instructkit.config.rl import RLSection
 
 
 class LoraSection(Section):
@@ -70,11 +71,13 @@ class MuppetSection(Section):
 
 
 class TrainConfig(Section):
-    objective: Literal["sft", "dpo", "reward"] = Field(
+    objective: Literal["sft", "dpo", "reward", "grpo", "rloo", "ppo"] = Field(
         "sft", description="sft: next-token loss on assistant turns; dpo: preference optimisation on pairs "
                            "(train.dpo.*); reward: Bradley-Terry reward model on pairs. dpo/reward read "
-                           "preference files from data.paths (docs/preference.md).")
+                           "preference files from data.paths (docs/preference.md). grpo/rloo/ppo: online RL "
+                           "with rollouts from the policy (train.rl.*, docs/rl.md).")
     dpo: DPOSection = Field(default_factory=DPOSection, description="Settings of objective=dpo.")
+    rl: RLSection = Field(default_factory=RLSection, description="Settings of objective=grpo/rloo/ppo.")
     method: Literal["full", "lora", "dora", "qlora"] = Field(
         "full", description="full fine-tuning; LoRA / DoRA adapters (peft); QLoRA = NF4 4-bit base + LoRA.")
     lr: float = Field(2e-5, gt=0, description="Peak learning rate.")

@@ -198,7 +198,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     tokenizer = tokenizer or load_tokenizer(m.name_or_path)
     check_config(recipe, tokenizer)
 
-    # the objective (sft / dpo / reward) picks data -> rows, the loss wrapper and the batch hooks
+    # the objective (sft / dpo / reward / grpo / rloo / ppo) picks data -> rows, the loss wrapper and the batch hooks
     from instructkit.train.preference.setup import OBJECTIVES
     objective = OBJECTIVES[t.objective]()
     data = objective.setup_data(recipe, tokenizer, examples=examples, eval_examples=eval_examples)
@@ -233,6 +233,8 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     # --- outputs ----------------------------------------------------------------------------------------
     model_dir = run_dir / "model"
     save_model(accelerator, info["wrapper"], tokenizer, model_dir)
+    finish = getattr(objective, "finish", None)  # RL: held-out prompts scored after training
+    extra = finish(recipe, accelerator, info["wrapper"]) if finish is not None else {}
     losses = [r["loss"] for r in st.history if "loss" in r]
     evals = [r["eval_loss"] for r in st.history if "eval_loss" in r]
     world = accelerator.num_processes
@@ -254,6 +256,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
         "best": {t.best_metric: st.best} if st.best is not None else None,
         "data": data_summary(data.stats, data.report),  # one source of truth (train/summary.py)
+        **extra,
     }
     if accelerator.is_main_process:
         write_summary(summary, run_dir)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 STATE_FILE = "trainer_state.json"
+OBJECTIVE_FILE = "objective_state.pt"
 _SHARDED = ("FSDP", "DEEPSPEED")
 
 
@@ -162,6 +163,9 @@ def save_checkpoint(accelerator: Any, run_dir: Path, name: str, *, wrapper: Any,
         elif accelerator.is_main_process:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+        extra = getattr(accelerator.unwrap_model(wrapper), "objective_state_dict", None)
+        if extra is not None and accelerator.is_main_process and not _sharded(accelerator):
+            torch.save(extra(), tmp / OBJECTIVE_FILE)  # e.g. PPO's value head (not part of the LM's weights)
         if accelerator.is_main_process:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             if getattr(accelerator, "scaler", None) is not None:  # fp16 GradScaler: the loss scale is state
@@ -251,6 +255,9 @@ def load_checkpoint(accelerator: Any, ckpt: Path, *, wrapper: Any, optimizer: An
         accelerator.load_state(str(ckpt / "accelerate_state"))
     else:
         load_weights(accelerator.unwrap_model(wrapper).lm, ckpt)
+        load_extra = getattr(accelerator.unwrap_model(wrapper), "load_objective_state_dict", None)
+        if load_extra is not None and (ckpt / OBJECTIVE_FILE).is_file():
+            load_extra(torch.load(ckpt / OBJECTIVE_FILE, map_location="cpu", weights_only=False))
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     rng = ckpt / f"rng_state_{accelerator.process_index}.pt"

@@ -39,6 +39,8 @@ def objective_settings(train: Any) -> dict[str, Any]:
         d = train.dpo
         out.update({"train.dpo.loss": d.loss, "train.dpo.label_smoothing": d.label_smoothing,
                     **{f"train.dpo.{k}": v for k, v in d.resolved().items()}})
+    if train.objective in ("grpo", "rloo", "ppo"):  # online RL: rollouts, rewards and loss settings
+        out.update({f"train.rl.{k}": v for k, v in train.rl.model_dump(exclude={"log_samples"}).items()})
     if getattr(train, "muppet", None) is not None:
         out.update({f"train.muppet.{k}": v for k, v in train.muppet.model_dump().items()})
     return out

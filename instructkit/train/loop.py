@@ -60,6 +60,7 @@ class LoopConfig:
     collate: Callable[..., dict] | None = None  # None: the SFT collators (packed or padded)
     count_fn: Callable[[dict], Any] | None = None  # None: trained tokens (labels != -100)
     objective: dict[str, Any] = field(default_factory=dict)  # the objective's settings (resume fingerprint)
+    prepare_step: Callable[[list, int], list] | None = None  # RL: (prompt micro-batches, step) -> rollouts, per step
     trackers: Any = None  # train.report_to: instructkit.train.trackers.Trackers
 
 
@@ -187,9 +188,10 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
             loader = accelerator.skip_first_batches(loader, st.step_in_epoch * cfg.grad_accum)
         batches = iter(loader)
         while st.step < total_steps:
-            micro = list(islice(batches, cfg.grad_accum))
-            if not micro:
+            if not (micro := list(islice(batches, cfg.grad_accum))):
                 break
+            if cfg.prepare_step is not None:  # RL: the step's prompts -> rollouts with the current weights
+                micro = cfg.prepare_step(micro, st.step)
             # 1. trained tokens of the whole step, all micro-batches and all ranks
             count = accelerator.reduce(sum((cfg.count_fn or trained_tokens)(mb) for mb in micro), "sum")
             scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / count

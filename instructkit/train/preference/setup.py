@@ -147,8 +147,14 @@ def _sft() -> Objective:
     return Objective(api.setup_data, lambda recipe, acc, model, data: api.setup_model(recipe, acc, model), dict)
 
 
-OBJECTIVES: dict[str, Callable[[], Objective]] = {
+def _rl(algo: str) -> Any:
+    from instructkit.train.rl.setup import RLObjective  # online RL: train/rl (same Objective interface + finish)
+    return RLObjective(algo)
+
+
+OBJECTIVES: dict[str, Callable[[], Any]] = {
     "sft": _sft,
     "dpo": lambda: Objective(preference_data, _dpo_model, _pair_hooks),
     "reward": lambda: Objective(preference_data, _reward_model, _pair_hooks),
+    "grpo": lambda: _rl("grpo"), "rloo": lambda: _rl("rloo"), "ppo": lambda: _rl("ppo"),
 }
