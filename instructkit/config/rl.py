@@ -18,7 +18,8 @@ class RewardSpec(Section):
     weight: float = Field(1.0, description="Weight of this reward in the total (the sum of weighted rewards).")
     name: Optional[str] = Field(None, description="Name in the logs (default: the kind, or the function name).")
     pattern: Optional[str] = Field(None, description="format: the regular expression a well-formed completion has.")
-    path: Optional[str] = Field(None, description="model: the reward model folder.")
+    path: Optional[str] = Field(None, description="model: the reward model folder (in a pipeline, or the train "
+                                                  "stage's input `reward_model`).")
     fn: Optional[str] = Field(None, description="function: dotted path 'package.module:function'; called as "
                                                 "fn(prompts, completions, answers=...) -> list of floats (TRL's "
                                                 "signature); checked to import before the model loads.")
@@ -27,7 +28,7 @@ class RewardSpec(Section):
 
     @model_validator(mode="after")
     def _needs(self) -> "RewardSpec":
-        need = {"format": "pattern", "model": "path", "function": "fn"}.get(self.kind)
+        need = {"format": "pattern", "function": "fn"}.get(self.kind)  # model: path may come from a stage input
         if need and not getattr(self, need):
             raise ValueError(f"reward kind {self.kind} needs `{need}`")
         if self.kind == "format":

@@ -65,8 +65,12 @@ def train(ctx: Any, cfg: Any) -> dict:
                 export_merged(start, merged, overwrite=True)
             start = merged
         upd["model"] = cfg.model.model_copy(update={"name_or_path": str(start)})
+    if "reward_model" in ctx.inputs:  # online RL (train.objective=ppo/grpo/rloo): rewards of kind model use it
+        rm = str(ctx.inputs["reward_model"])
+        rewards = [r.model_copy(update={"path": r.path or rm}) if r.kind == "model" else r for r in cfg.train.rl.rewards]
+        upd["train"] = cfg.train.model_copy(update={"rl": cfg.train.rl.model_copy(update={"rewards": rewards})})
     if ctx.resuming and any(ctx.out.glob("checkpoint-*")):
-        upd["train"] = cfg.train.model_copy(update={"resume": "auto"})
+        upd["train"] = upd.get("train", cfg.train).model_copy(update={"resume": "auto"})
         ctx.console.print(f"resuming from the checkpoints in {ctx.out}")
     recipe = cfg.model_copy(update=upd)
     res = run_train(recipe)

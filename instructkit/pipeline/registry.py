@@ -47,7 +47,8 @@ STAGES: dict[str, Stage] = {
                  files=f"{_B}:mix_files", doc="Mix tasks into one SFT file (FLAN/T0 caps, held-out clusters)."),
     "train": Stage(f"{_B}:train", reads=("seed", "model", "data", "train"), outputs=("model", "final_loss", "summary"),
                    files=f"{_B}:train_files",
-                   doc="Train (SFT/LoRA/QLoRA/Muppet); inputs: data (file or list), model (start from)."),
+                   doc="Train (SFT/LoRA/QLoRA/Muppet/DPO/RL); inputs: data (file or list), model (start from), "
+                       "reward_model (RL rewards of kind model)."),
     "eval": Stage(f"{_B}:evaluate", reads=("model", "eval"), outputs=("results", "scores", "model"),
                   doc="Evaluate a model (input 'model', else eval.model / model.name_or_path) on eval.tasks."),
     "eval.held_out": Stage(f"{_B}:held_out", reads=("seed", "model"),
@@ -61,6 +62,8 @@ STAGES: dict[str, Stage] = {
                           config="instructkit.eval.winrate:WinRateConfig",
                           outputs=("report", "results", "scores"), files="instructkit.eval.winrate:prompt_files",
                           doc="Judge win rate (bootstrap CI) of input 'model' against input 'baseline'."),
+    "rl.report": Stage("instructkit.train.rl.report:stage", reads=("name", "description"), outputs=("report", "scores"),
+                       doc="Held-out before/after of RL training stages (one per seed): paired 95% CIs, pooled."),
     "report": Stage(f"{_B}:report", reads=("name", "description"), outputs=("report",),
                     doc="One table of every input stage's results (markdown + JSON)."),
     "tools.convert_gsm8k": Stage("instructkit.tools.stage:convert_gsm8k", reads=(),

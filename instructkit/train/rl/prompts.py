@@ -1,5 +1,6 @@
 """RL prompts with their gold answers: from a task (train split for rollouts, eval split held out) or
 from prompt files (``data.paths``; a record's ``answer``/``target``/``solution`` field is its gold answer).
+The held-out items never depend on the run's seed, so runs of several seeds pair on the same items.
 
 Every prompt is rendered with the model's chat template as one user turn plus the generation prompt.
 Records the reader cannot use are counted by reason (``data.prompts.read_prompts`` rules), never dropped
@@ -41,17 +42,19 @@ def from_task(ref: str, template_id: str | None, instruction: str, n_train: int,
                               f"{[t.id for t in task.templates]}")
     tpl = tpls[0]
 
-    def build(split: str, n: int) -> list[Prompt]:
-        rows = task.load_split(split)
-        random.Random(f"{seed}:{split}").shuffle(rows)
+    def build(split: str, n: int, shuffle_seed: int | None) -> list[Prompt]:
+        rows = list(enumerate(task.load_split(split)))
+        if shuffle_seed is not None:
+            random.Random(f"{shuffle_seed}:{split}").shuffle(rows)
         out = []
-        for i, r in enumerate(rows[:n]):
+        for i, r in rows[:n]:
             text, target, choices = tpl.render(r)
             out.append(Prompt(f"{task.id}:{split}:{i}", (text + instruction).strip(), target, choices))
         return out
 
-    heldout = build(task.eval_split, n_heldout) if n_heldout else []
-    return build(task.train_split, n_train), heldout, task.answer
+    # the held-out items do not depend on the run's seed: runs of several seeds are scored on the same items
+    heldout = build(task.eval_split, n_heldout, None) if n_heldout else []
+    return build(task.train_split, n_train, seed), heldout, task.answer
 
 
 def from_files(paths: list[str], instruction: str, n_train: int, n_heldout: int,
@@ -81,9 +84,11 @@ def from_files(paths: list[str], instruction: str, n_train: int, n_heldout: int,
                               rec.get("choices") if isinstance(rec.get("choices"), list) else None))
     if not out:
         raise InstructkitError(f"no usable prompt in {paths} (skipped: {dict(skipped)})")
-    random.Random(seed).shuffle(out)
+    random.Random(0).shuffle(out)  # the split does not depend on the run's seed (same held-out items)
     k = min(n_heldout, len(out) // 2)
-    return out[k:k + n_train], out[:k], skipped
+    train = out[k:]
+    random.Random(seed).shuffle(train)
+    return train[:n_train], out[:k], skipped
 
 
 def tokenize(prompts: list[Prompt], tokenizer: Any, template: str | None, max_length: int) -> tuple[list[Prompt], int]:

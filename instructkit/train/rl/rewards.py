@@ -55,6 +55,8 @@ def check_specs(specs: Sequence[Any], has_answers: bool) -> None:
     for s in specs:
         if s.kind == "function":
             load_function(s.fn)
+        if s.kind == "model" and not s.path:
+            raise ConfigError("train.rl.rewards: kind=model needs `path` (a folder written by train.objective=reward)")
         if s.kind == "answer" and not has_answers:
             raise ConfigError("train.rl.rewards: kind=answer needs gold answers (train.rl.task, or an 'answer' "
                               "field in every prompt record)")

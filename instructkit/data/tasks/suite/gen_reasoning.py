@@ -31,6 +31,12 @@ def multiply(rng: random.Random) -> Row:
     return {"question": q, "answer": str(a * b + e), "rationale": r}
 
 
+def times_word(rng: random.Random) -> Row:  # one-step products: recipes/rlvr_times.yaml (not a suite task)
+    name, item, a, b = rng.choice(NAMES), rng.choice(ITEMS), _n(rng, 2, 12), _n(rng, 2, 12)
+    q = f"{name} has {a} bags with {b} {item} in each bag. How many {item} does {name} have?"
+    return {"question": q, "answer": str(a * b), "rationale": f"{a} * {b} = {a * b}."}
+
+
 # -- boolean logic -------------------------------------------------------------------------------
 def _bexpr(rng: random.Random, depth: int) -> tuple[str, bool]:
     if depth == 0:

@@ -21,7 +21,7 @@ from instructkit.data.tasks.suite.gen_language import (coref_gender, coref_role,
                                                        summarize_person, topic_headline, topic_news)
 from instructkit.data.tasks.suite.gen_reasoning import (add_sub, bool_expr, bool_vars, date_add,  # noqa: F401
                                                         first_letters, multiply, reverse_words, sort_numbers,
-                                                        sort_initials, sort_words, weekday)
+                                                        sort_initials, sort_words, times_word, weekday)
 from instructkit.data.tasks.suite.twins import TWINS, twin  # noqa: F401
 from instructkit.data.tasks.suite.vocab import *  # noqa: F401,F403  (the word lists, re-exported)
 from instructkit.data.tasks.suite.vocab import Gen, Row
@@ -31,7 +31,7 @@ GENERATORS: dict[str, Gen] = {f.__name__: f for f in [
     add_sub, multiply, bool_expr, bool_vars, date_add, weekday, sort_numbers, sort_words, reverse_words,
     first_letters, entity_city, entity_job, nli_facts, nli_numbers, sentiment_restaurant, sentiment_movie,
     topic_news, topic_headline, paraphrase_facts, paraphrase_events, summarize_person, summarize_match,
-    coref_gender, coref_role, sort_initials]}
+    coref_gender, coref_role, sort_initials, times_word]}
 
 
 #: share of the row space each split owns (by a hash of the row's content): train and evaluation rows
