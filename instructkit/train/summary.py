@@ -61,6 +61,9 @@ def data_summary(stats: dict[str, Any], prepare: dict[str, Any] | None) -> dict[
 
 def data_report_lines(data: dict[str, Any]) -> list[str]:
     """What the data stage kept and threw away, printed before training starts."""
+    if "prompts" in data:  # online RL: prompts, not examples
+        return [f"data: {data['prompts']} RL prompts, {data['heldout_prompts']} held out; "
+                f"{data.get('too_long', 0)} longer than data.max_length left out; skipped {data.get('skipped') or 0}"]
     if "read" not in data:
         return [f"data: {data.get('examples_used', '?')} examples (given in memory)"]
     lines = [f"data: {data['read']} records read: {data['kept']} kept, {data['skipped']} skipped, "
