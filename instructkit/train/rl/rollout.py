@@ -1,8 +1,8 @@
 """Rollouts with the policy's live weights, and the tensors one micro-batch of them trains on.
 
 Sampling goes through the decode engine (:class:`instructkit.lm.engine.Engine`) built on the policy
-module itself, no copy: a LoRA policy is a peft model and the engine runs its live adapter
-(``SamplingParams.adapter="default"``); the G completions of a prompt are one request with ``n=G``, so
+module itself, no copy: a LoRA policy is a peft model and the engine runs its live (active) adapter
+with plain forwards; the G completions of a prompt are one request with ``n=G``, so
 the prompt is prefilled once and its cache rows copied. Every completion's sampling generator is seeded
 from (run seed, step, position), so a resumed run draws exactly what the uninterrupted one drew.
 
@@ -39,12 +39,6 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 65_537) % (2 ** 62)
 
 
-def adapter_of(lm: Any) -> str | None:
-    """The peft adapter the policy trains (the engine must run it), None for a plain model."""
-    cfg = getattr(lm, "peft_config", None)
-    return getattr(lm, "active_adapter", "default") if cfg else None
-
-
 @contextlib.contextmanager
 def reference_mode(lm: Any, ref: Any) -> Any:
     """The reference policy: a frozen copy (full fine-tuning) or the same model with its adapter off."""
@@ -64,9 +58,11 @@ def sample(lm: Any, tokenizer: Any, prompts: Sequence[tuple[int, list[int]]], *,
 
     was_training = lm.training
     eng = Engine(lm, tokenizer, max_batch_size=batch_size, max_queue=max(256, len(prompts) * g))
-    adapter = adapter_of(lm)
+    # every row runs the policy's active adapter, live: plain forwards, no per-row adapter_names (peft's
+    # mixed batches refuse DoRA and cost a split per layer); inside disable_adapter() that is the base
+    eng.adapters = set()
     items = [(ids, SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=g,
-                                  seed=None if seed is None else seed + k * g, adapter=adapter))
+                                  seed=None if seed is None else seed + k * g))
              for k, (_, ids) in enumerate(prompts)]
     try:
         outs = eng.generate_many(items)

@@ -108,11 +108,12 @@ def _tok():
     return make_tiny_tokenizer()
 
 
-def test_lora_rollouts_use_the_live_adapter(tiny_model, tiny_tokenizer):
+@pytest.mark.parametrize("method", ["lora", "dora"])  # DoRA: peft's per-row adapter batches refuse it
+def test_lora_rollouts_use_the_live_adapter(tiny_model, tiny_tokenizer, method):
     from instructkit.train.methods import AdapterSpec, build_model
     from instructkit.train.rl.rollout import reference_mode, sample
 
-    lm = build_model("x", method="lora", dtype="float32", attn_implementation="eager",
+    lm = build_model("x", method=method, dtype="float32", attn_implementation="eager",
                      spec=AdapterSpec(4, 8, 0.0, ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]),
                      gradient_checkpointing=False, model=tiny_model)
     ids = tiny_tokenizer("the answer is", add_special_tokens=False)["input_ids"]
