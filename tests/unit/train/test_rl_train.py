@@ -156,3 +156,23 @@ def test_rollout_hook_advantages_on_fixed_rewards(tiny_model, tiny_tokenizer):
         assert b["seg"].tolist() == [0, 0, 1, 2, 2, 2, 3] and int(b["n_tokens"]) == 7
         # labels: completion tokens only, each at the position that predicts it
         assert b["labels"][0].tolist()[:5] == [-100, -100, 8, 9, -100]
+
+
+def test_ppo_against_a_reward_model(tmp_path, tiny_model_dir, tiny_model, tiny_tokenizer):
+    """InstructGPT's loop on tiny models: a reward-model folder as the reward, full FT (frozen reference
+    copy, beta > 0), the held-out report has the reward model's win rate over the start."""
+    from instructkit.train.preference.reward import to_reward_model
+
+    rm = to_reward_model(tiny_model)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(rm.score.weight, std=1.0)
+    rm.save_pretrained(tmp_path / "rm")
+    tiny_tokenizer.save_pretrained(tmp_path / "rm")
+    res = train(rl_recipe(tmp_path, "ppo", tiny_model_dir, "train.method=full", "train.rl.beta=0.1",
+                          "train.rl.heldout_prompts=4", "train.lr=1e-3",
+                          f"train.rl.rewards=[{{kind: model, path: {tmp_path / 'rm'}}}]", objective="ppo"))
+    rows = _rows(res.output_dir)
+    assert {"value_loss", "kl", "reward/model"} <= set(rows[0])
+    h = res.summary["rl"]["heldout"]
+    assert "model" in h["metrics"] and 0.0 <= h["win_rate_vs_start"]["value"] <= 1.0
+    assert res.summary["data"]["reference"] == "frozen copy"
