@@ -126,7 +126,8 @@ class RLObjective:
     # -- 4. after the run ----------------------------------------------------------------------------
     def finish(self, recipe: Any, accelerator: Any, wrapper: Any) -> dict[str, Any]:
         lm = accelerator.unwrap_model(wrapper).lm
-        out: dict[str, Any] = {"rl": {"objective": self.algo, "reward_failures": dict(self.step.failures)}}
+        out: dict[str, Any] = {"rl": {"objective": self.algo, "reward_failures": dict(self.step.failures),
+                                      "last_samples": self.step.last_samples}}  # also RUN/rl_samples.jsonl, TB
         if accelerator.is_main_process:
             out["rl"]["heldout"] = self.heldout_eval.after(lm)
         return out

@@ -53,6 +53,7 @@ def test_kl_zero_and_ratio_one_at_step_zero(tmp_path, tiny_model_dir, objective,
     for k in ("reward", "reward_std", "reward/answer", "entropy", "response_length", "zero_var_groups"):
         assert k in first
     assert res.summary["rl"]["heldout"]["n"] == 2
+    assert res.summary["rl"]["last_samples"][0]["step"] == 1  # the samples table of the run's report
     assert (res.output_dir / "rl_samples.jsonl").read_text().strip()
 
 
