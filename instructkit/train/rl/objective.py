@@ -47,13 +47,14 @@ class Metrics:
         a[0] += float(total)
         a[1] += float(count)
 
-    def pop(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
-        out = {}
-        for k, (s, c) in sorted(self.acc.items()):
-            t = reduce(torch.tensor([s, c], dtype=torch.float64))
-            out[k] = float(t[0] / t[1]) if float(t[1]) else 0.0
+    def pop(self, reduce: Callable[[torch.Tensor], torch.Tensor], device: Any = "cpu") -> dict[str, float]:
+        """Means since the last pop; one collective for all keys (every rank holds the same keys)."""
+        keys = sorted(self.acc)
+        if not keys:
+            return {}
+        t = reduce(torch.tensor([v for k in keys for v in self.acc[k]], dtype=torch.float64, device=device))
         self.acc.clear()
-        return out
+        return {k: float(t[2 * i] / t[2 * i + 1]) if float(t[2 * i + 1]) else 0.0 for i, k in enumerate(keys)}
 
 
 class RLLoss(nn.Module):
@@ -97,7 +98,7 @@ class RLLoss(nn.Module):
             return {}
         if self.on_log is not None:
             self.on_log()
-        return self.metrics.pop(reduce)
+        return self.metrics.pop(reduce, next(self.lm.parameters()).device)
 
     # -- checkpointed with the run (train/checkpoint.py): the value head is not part of the LM's weights
     def objective_state_dict(self) -> dict[str, Any]:
