@@ -177,3 +177,18 @@ def test_ppo_against_a_reward_model(tmp_path, tiny_model_dir, tiny_model, tiny_t
     h = res.summary["rl"]["heldout"]
     assert "model" in h["metrics"] and 0.0 <= h["win_rate_vs_start"]["value"] <= 1.0
     assert res.summary["data"]["reference"] == "frozen copy"
+
+
+def test_g_samples_of_a_prompt_share_one_prefill(tiny_model, tiny_tokenizer):
+    from instructkit.train.rl.rollout import sample
+
+    shapes = []
+    tiny_model.get_decoder().register_forward_hook(lambda m, a, kw, out: shapes.append(tuple(kw["input_ids"].shape)),
+                                                   with_kwargs=True)
+    p1 = tiny_tokenizer("the answer is one", add_special_tokens=False)["input_ids"]
+    p2 = tiny_tokenizer("two plus", add_special_tokens=False)["input_ids"]
+    rolls = sample(tiny_model, tiny_tokenizer, [(0, p1), (1, p2)], g=4, max_new_tokens=3, temperature=1.0, top_p=1.0,
+                   seed=1, batch_size=16)
+    assert [r.prompt_index for r in rolls] == [0] * 4 + [1] * 4
+    assert shapes[0] == (2, len(p1))  # one prefill row per prompt (left-padded), not one per completion
+    assert shapes[1] == (8, 1)  # then the 8 completions decode together
