@@ -264,7 +264,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
         trackers.text("summary", summary, step=st.step)
         trackers.finish()
         if t.progress:
-            print_summary({k: v for k, v in summary.items() if k != "data"})
+            print_summary({k: v for k, v in summary.items() if k not in ("data", "rl")})
     accelerator.wait_for_everyone()
     best = run_dir / "best"
     return TrainResult(output_dir=run_dir, final_loss=summary["final_loss"], metrics_path=run_dir / "metrics.jsonl",

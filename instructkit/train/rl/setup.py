@@ -129,7 +129,12 @@ class RLObjective:
         out: dict[str, Any] = {"rl": {"objective": self.algo, "reward_failures": dict(self.step.failures),
                                       "last_samples": self.step.last_samples}}  # also RUN/rl_samples.jsonl, TB
         if accelerator.is_main_process:
-            out["rl"]["heldout"] = self.heldout_eval.after(lm)
+            h = out["rl"]["heldout"] = self.heldout_eval.after(lm)
+            for name, m in ((h or {}).get("metrics") or {}).items():
+                log.info("held-out %s (n=%d, greedy): before %.4f, after %.4f, delta %+.4f [95%% CI %+.4f, %+.4f]",
+                         name, h["n"], m["before"], m["after"], m["delta"], *m["delta_ci"])
+            if self.step.failures:
+                log.info("reward failures (scored on_error): %s", dict(self.step.failures))
         return out
 
 
