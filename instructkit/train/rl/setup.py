@@ -80,25 +80,32 @@ class RLObjective:
         from instructkit.train.rl.rewards import build_rewards
         from instructkit.train.rl.step import RLStep
 
+        from instructkit.train import distributed as dist
+
         t, rl = recipe.train, recipe.train.rl
-        probe = recipe.model_copy(deep=True)
-        probe.train.packing = False  # rollouts are padded rows, never packed
-        sft, _, _ = setup_model(probe, accelerator, model)
-        lm = sft.lm
+        if dist.kind(accelerator) in ("FSDP", "DEEPSPEED"):
+            raise ConfigError(f"train.objective={self.algo}: rollouts decode on the whole policy module; FSDP and "
+                              "DeepSpeed shard it (not supported yet) - run single-process or DDP")
         lora = t.method != "full"
-        # the reference: LoRA = the same base with the adapter off (free); full FT = a frozen copy, only
-        # when the KL enters the objective
-        reference = None
-        if not lora and rl.beta > 0:
-            reference = copy.deepcopy(lm).eval().requires_grad_(False)
-        has_ref = lora or reference is not None
-        if not has_ref:
+        made: dict[str, Any] = {}
+
+        def wrap(lm: Any) -> Any:
+            # the reference: LoRA = the same base with the adapter off (free); full FT = a frozen copy made
+            # before the policy is prepared, only when the KL enters the objective
+            made["ref"] = copy.deepcopy(lm).eval().requires_grad_(False) if not lora and rl.beta > 0 else None
+            has_ref = lora or made["ref"] is not None
+            params = LossParams(self.algo, rl.beta, rl.clip_eps_low, rl.clip_eps_high, rl.loss_agg, rl.vf_coef,
+                                rl.cliprange_value, has_reference=has_ref)
+            return RLLoss(lm, params, value_head(lm) if self.algo == "ppo" else None)
+
+        # load, apply the method, wrap, prepare (DDP) and probe: the engine's own path; rollouts are padded
+        # rows, never packed
+        prepared, _, _ = setup_model(recipe, accelerator, model, wrap=wrap, packing=False)
+        wrapper = accelerator.unwrap_model(prepared)
+        lm, reference = wrapper.lm, made["ref"]
+        trainable, total = param_counts(wrapper)  # with PPO's value head
+        if not wrapper.p.has_reference:
             log.info("notice: train.method=full with rl.beta=0: no reference copy is kept, KL is not logged")
-        params = LossParams(self.algo, rl.beta, rl.clip_eps_low, rl.clip_eps_high, rl.loss_agg, rl.vf_coef,
-                            rl.cliprange_value, has_reference=has_ref)
-        vh = value_head(lm) if self.algo == "ppo" else None
-        wrapper = RLLoss(lm, params, vh)
-        trainable, total = param_counts(wrapper)
         tok = self._tokenizer
         rewards = build_rewards(rl.rewards, answer_spec=self.answer_spec, template=recipe.model.chat_template,
                                 device=str(accelerator.device))
@@ -116,7 +123,7 @@ class RLObjective:
             self.heldout_eval.before(lm)  # the starting policy, before any step (reused on resume)
         data.stats["reference"] = ("adapter disabled (LoRA)" if lora else
                                    "frozen copy" if reference is not None else "none (beta=0)")
-        return wrapper, trainable, total
+        return prepared, trainable, total
 
     # -- 3. loop hooks ---------------------------------------------------------------------------------
     def loop_hooks(self) -> dict[str, Any]:
