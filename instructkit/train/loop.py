@@ -190,8 +190,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
         while st.step < total_steps:
             if not (micro := list(islice(batches, cfg.grad_accum))):
                 break
-            if cfg.prepare_step is not None:  # RL: the step's prompts -> rollouts with the current weights
-                micro = cfg.prepare_step(micro, st.step)
+            micro = cfg.prepare_step(micro, st.step) if cfg.prepare_step else micro  # RL: rollouts, current weights
             # 1. trained tokens of the whole step, all micro-batches and all ranks
             count = accelerator.reduce(sum((cfg.count_fn or trained_tokens)(mb) for mb in micro), "sum")
             scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / count
