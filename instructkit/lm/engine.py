@@ -46,14 +46,16 @@ log = logging.getLogger("instructkit.engine")
 class Engine:
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 32, max_queue: int = 256,
                  max_prefill_tokens: int = 4096, max_context: int | None = None,
-                 eos_token_ids: Sequence[int] | None = None, prefix_min_tokens: int = 32):
+                 eos_token_ids: Sequence[int] | None = None, prefix_min_tokens: int = 32, live_adapter: bool = False):
         self.model, self.tok = model.eval(), tokenizer
         self.max_batch_size, self.max_queue, self.max_prefill_tokens = max_batch_size, max_queue, max_prefill_tokens
         self.prefix_min_tokens = prefix_min_tokens
         cfg = getattr(model, "config", None)
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None) or 2048
         self.eos = set(eos_token_ids if eos_token_ids is not None else default_eos(model, tokenizer))
-        self.adapters: set[str] = set(getattr(model, "peft_config", {}) or {})
+        # live_adapter: every row runs the model's active adapter with plain forwards, no per-row adapter
+        # names (online RL decodes with the policy it trains; peft's mixed batches also refuse DoRA)
+        self.adapters: set[str] = set() if live_adapter else set(getattr(model, "peft_config", {}) or {})
         self.device = next(model.parameters()).device
         emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         #: prompt ids must be below this (the embedding table's rows)

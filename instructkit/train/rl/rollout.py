@@ -57,10 +57,9 @@ def sample(lm: Any, tokenizer: Any, prompts: Sequence[tuple[int, list[int]]], *,
     from instructkit.lm.sampling import SamplingParams
 
     was_training = lm.training
-    eng = Engine(lm, tokenizer, max_batch_size=batch_size, max_queue=max(256, len(prompts) * g))
     # every row runs the policy's active adapter, live: plain forwards, no per-row adapter_names (peft's
     # mixed batches refuse DoRA and cost a split per layer); inside disable_adapter() that is the base
-    eng.adapters = set()
+    eng = Engine(lm, tokenizer, max_batch_size=batch_size, max_queue=max(256, len(prompts) * g), live_adapter=True)
     items = [(ids, SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=g,
                                   seed=None if seed is None else seed + k * g))
              for k, (_, ids) in enumerate(prompts)]
