@@ -83,7 +83,7 @@ def mmlu_files(subjects: int, n: int, seed: int = 0) -> list[Path]:
 
 
 def build_sets(args: argparse.Namespace) -> dict[str, list]:
-    from instructkit.eval.datasets import load_eval_set
+    from instructkit.eval.sets import load_eval_set
     sets: dict[str, list] = {}
     if "mmlu" in args.cases:
         sets["mmlu"] = [load_eval_set(f"mmlu:{p}", "few_shot", k=5) for p in mmlu_files(args.subjects, args.mmlu_n)]

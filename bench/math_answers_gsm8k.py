@@ -23,7 +23,7 @@ def completions(out: Path, limit: int, model: str, data_dir: str | None) -> list
         rows = [json.loads(x) for x in pred.read_text().splitlines() if x.strip()]
         return [(r["example_id"], r["completions"][0], r["target"]) for r in rows if r.get("completions")]
     from instructkit.eval.cache import request_key
-    from instructkit.eval.datasets import load_eval_set
+    from instructkit.eval.sets import load_eval_set
     from instructkit.eval.runner import requests_for
     from instructkit.lm.hf import HFModel
 

@@ -46,7 +46,7 @@ __all__ = ["CHUNK", "TRUNCATE", "PrepareReport", "default_cache_dir", "prepare_c
 
 # -- fingerprint ----------------------------------------------------------------------------------------
 _CODE = ("chat/render.py", "chat/conversation.py", "data/formats.py", "data/readers.py", "data/prepare.py",
-         "data/prepare_report.py", "data/render_rows.py", "data/files.py", "data/tabular.py")
+         "data/prepare_report.py", "data/render_rows.py", "data/files.py", "data/tabular.py", "data/record_checks.py")
 
 
 def _code_hash() -> str:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
 from instructkit.chat.conversation import Conversation
-from instructkit.data.files import SUFFIXES, Raw, RecordIndex, file_kind, iter_records
+from instructkit.data.files import SUFFIXES, Raw, file_kind, iter_records
+from instructkit.data.record_checks import RecordIndex
 from instructkit.data.formats import FORMATS, convert, detect_record_format
 from instructkit.errors import DataError, InstructkitError
 

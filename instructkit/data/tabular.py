@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from instructkit.data.files import RecordIndex, _checked
+from instructkit.data.record_checks import RecordIndex, _checked
 from instructkit.errors import DataError
 
 

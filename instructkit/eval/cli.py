@@ -43,7 +43,7 @@ def make_lm(ref: str, cfg: Any, chat_template: str | None = None) -> Any:
 
 
 def load_sets(cfg: Any) -> list[Any]:
-    from instructkit.eval.datasets import load_eval_set
+    from instructkit.eval.sets import load_eval_set
     extra = {k: v for k, v in dict(k=cfg.k, split=cfg.split,
                                   data_dir=Path(cfg.data_dir) if cfg.data_dir else None).items() if v is not None}
     sets = [load_eval_set(t, cfg.fmt, cfg.limit, seed=cfg.seed, templates=cfg.templates, **extra) for t in cfg.tasks]

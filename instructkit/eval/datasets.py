@@ -18,13 +18,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from instructkit.errors import DataError, InstructkitError
+from instructkit.errors import DataError
 from instructkit.jsonl import iter_jsonl
 
-from instructkit.data.tasks.formats import FORMATS, Format  # one definition of the formats
-from instructkit.data.shared import shared_data_dir  # noqa: F401  (re-exported)
 from instructkit.data.tasks.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
 LETTERS = "ABCD"
@@ -97,11 +95,6 @@ class EvalSet:
     sampling: dict = field(default_factory=dict)
 
 
-def _bench() -> Any:
-    from instructkit.eval import benchmarks
-    return benchmarks
-
-
 def _need(row: dict, key: str, path: Path, line: int) -> Any:
     if not isinstance(row, dict):
         raise DataError("record is not an object", path=str(path), line=line, reason="not_an_object")
@@ -112,14 +105,6 @@ def _need(row: dict, key: str, path: Path, line: int) -> Any:
 
 
 read_jsonl = iter_jsonl  # (line, record) pairs; the benchmark loaders read their files with it
-
-
-LOADERS: dict[str, Callable[..., EvalSet]] = {
-    "mmlu": lambda ref, fmt, cfg: _bench().load_mmlu(ref, fmt, k=cfg.get("k", 5)),
-    "bbh": lambda ref, fmt, cfg: _bench().load_bbh(ref, fmt, cfg.get("data_dir")),
-    "gsm8k": lambda ref, fmt, cfg: _bench().load_gsm8k(ref, fmt, k=cfg.get("k", 8), data_dir=cfg.get("data_dir")),
-}
-DEFAULT_FMT = {"bbh": "few_shot_cot", "gsm8k": "few_shot_cot"}
 
 
 def sample_rows(classes: list | None, n: int, seed: int, key: str) -> tuple[list[int], dict]:
@@ -141,44 +126,3 @@ def sample_rows(classes: list | None, n: int, seed: int, key: str) -> tuple[list
     size = total if total is not None else n
     keep = sorted(rng.sample(range(size), min(n, size)))
     return keep, {"stratified": False, "asked": n, "drawn": len(keep), "pool": size}
-
-
-def load_eval_set(ref: str, fmt: str | None = None, limit: int | None = None, *, seed: int = 0,
-                  templates: str = "all", **cfg: Any) -> EvalSet:
-    """Load one task reference (see module docstring).
-
-    ``limit`` is a number of distinct *examples*, drawn with ``seed`` (not the first N items: the first
-    items of a templated task are a handful of rows under every template). For task-system tasks every
-    template is applied to each drawn example (``templates="all"``) or one per example, spread evenly
-    ("one"). Every item carries its ``example_id``.
-    """
-    if fmt is not None:
-        try:
-            fmt = Format.parse(fmt).name
-        except ValueError as e:
-            raise InstructkitError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}") from e
-    if templates not in ("all", "one"):
-        raise InstructkitError(f"unknown templates mode {templates!r}; choose all or one")
-    kind, _, rest = ref.partition(":")
-    if kind in LOADERS:
-        es = LOADERS[kind](rest, fmt or DEFAULT_FMT.get(kind, "zero_shot"), cfg)
-        if limit is not None and limit < len(es.items):
-            classes = [it.target_index for it in es.items]
-            keep, es.sampling = sample_rows(classes if None not in classes else None, limit, seed, es.name)
-            es.items = [es.items[i] for i in keep]
-    else:
-        from instructkit.eval.task_sets import load_task_set
-        es = load_task_set(ref, fmt or "zero_shot", k=cfg.get("k", 3), split=cfg.get("split"), seed=seed,
-                           limit=limit, templates=templates,
-                           **{k: cfg[k] for k in ("stratify", "twins", "calibrate", "options") if k in cfg})
-    return es
-
-
-def __getattr__(name: str) -> Any:
-    # the loaders moved to benchmarks.py / task_sets.py; old imports keep working
-    if name in ("load_mmlu", "load_bbh", "load_gsm8k", "bbh_answer"):
-        return getattr(_bench(), name)
-    if name in ("load_task_set", "examples_to_set"):
-        from instructkit.eval import task_sets
-        return getattr(task_sets, name)
-    raise AttributeError(name)

@@ -72,7 +72,7 @@ def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path
     rendered with an OPTIONS list (the training mixture's ``options_prob``: format parity). The base is
     scored once, with its calibration prompts; ``calibrate_all`` calibrates the other models too."""
     from instructkit.eval.cache import CachedLM
-    from instructkit.eval.datasets import load_eval_set
+    from instructkit.eval.sets import load_eval_set
     from instructkit.eval.runner import evaluate
 
     manifest = read_manifest(manifest_path)

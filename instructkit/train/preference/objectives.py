@@ -2,7 +2,8 @@
 per-pair losses (the loop divides by the pairs of the whole optimizer step, as it divides SFT losses by
 trained tokens), plus the metrics they accumulate between two log steps.
 
-``OBJECTIVES`` maps ``train.objective`` to the wrapper builder; ``sft`` stays in ``train/api.py``.
+``build_dpo`` makes the DPO-family wrapper; which objective runs is chosen in
+:data:`instructkit.train.preference.setup.OBJECTIVES`.
 """
 
 from __future__ import annotations
@@ -95,11 +96,3 @@ def build_dpo(lm: nn.Module, dpo: Any, chunk: int) -> DPOLoss:
     r = dpo.resolved()  # unset beta / gamma: the loss's own defaults (train/config.py)
     return DPOLoss(lm, dpo.loss, PrefParams(r["beta"], dpo.label_smoothing, r["simpo_gamma"]), chunk,
                    dpo.falling_chosen_window)
-
-
-def build_reward(lm: nn.Module, dpo: Any, chunk: int) -> nn.Module:
-    from instructkit.train.preference.reward import RewardLoss
-    return RewardLoss(lm)
-
-
-OBJECTIVES: dict[str, Callable[[nn.Module, Any, int], nn.Module]] = {"dpo": build_dpo, "reward": build_reward}

@@ -30,7 +30,7 @@ def preference_data(recipe: Any, tokenizer: Any, *, examples: Any = None, eval_e
     from instructkit.chat.render import resolve_template
     from instructkit.data.preference import fingerprint_pairs, load_pairs
     from instructkit.errors import InstructkitError
-    from instructkit.train.api import TrainData
+    from instructkit.train.build import TrainData
     from instructkit.train.data import split
     from instructkit.train.preference.batches import pair_rows
 
@@ -62,7 +62,7 @@ def preference_data(recipe: Any, tokenizer: Any, *, examples: Any = None, eval_e
 
 
 def _dpo_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[Any, int, int]:
-    from instructkit.train.api import setup_model
+    from instructkit.train.build import setup_model
     from instructkit.train.preference import refcache
     from instructkit.train.preference.batches import attach_reference
     from instructkit.train.preference.losses import REFERENCE_FREE
@@ -143,8 +143,8 @@ def _pair_hooks() -> dict[str, Any]:
 
 
 def _sft() -> Objective:
-    from instructkit.train import api
-    return Objective(api.setup_data, lambda recipe, acc, model, data: api.setup_model(recipe, acc, model), dict)
+    from instructkit.train import build
+    return Objective(build.setup_data, lambda recipe, acc, model, data: build.setup_model(recipe, acc, model), dict)
 
 
 def _rl(algo: str) -> Any:

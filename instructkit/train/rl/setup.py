@@ -31,7 +31,7 @@ class RLObjective:
     # -- 1. prompts, answers, reward specs: everything checked before the model loads ----------------
     def setup_data(self, recipe: Any, tokenizer: Any, *, examples: Any = None, eval_examples: Any = None) -> Any:
         from instructkit.data.tasks.answers import AnswerSpec, parse_answer
-        from instructkit.train.api import TrainData
+        from instructkit.train.build import TrainData
         from instructkit.train.rl import prompts as P
         from instructkit.train.rl.rewards import check_specs
 
@@ -73,7 +73,7 @@ class RLObjective:
 
     # -- 2. policy (+ reference, value head, rewards) --------------------------------------------------
     def setup_model(self, recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[Any, int, int]:
-        from instructkit.train.api import setup_model
+        from instructkit.train.build import setup_model
         from instructkit.train.methods import param_counts
         from instructkit.train.rl.heldout import HeldOut
         from instructkit.train.rl.objective import LossParams, RLLoss, value_head

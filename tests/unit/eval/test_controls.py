@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from instructkit.eval.controls import baselines, calibrated_pred, margin_auc, task_controls, twin_consistency
-from instructkit.eval.datasets import load_eval_set
+from instructkit.eval.sets import load_eval_set
 from instructkit.eval.runner import evaluate
 from instructkit.lm.api import LoglikelihoodResult
 

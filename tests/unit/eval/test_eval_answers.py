@@ -8,7 +8,8 @@ import pytest
 from instructkit.data.tasks import metrics as M
 from instructkit.data.tasks.answers import AnswerSpec, extract_letter, extract_number, parse_answer
 from instructkit.lm.api import GenerateResult
-from instructkit.eval.datasets import EvalItem, EvalSet, bbh_answer, load_gsm8k, load_mmlu
+from instructkit.eval.benchmarks import bbh_answer, load_gsm8k, load_mmlu
+from instructkit.eval.datasets import EvalItem, EvalSet
 from instructkit.eval.runner import evaluate
 
 

@@ -6,7 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from instructkit.errors import DataError, InstructkitError
-from instructkit.eval.datasets import examples_to_set, load_bbh, load_eval_set, load_gsm8k, load_mmlu
+from instructkit.eval.benchmarks import load_bbh, load_gsm8k, load_mmlu
+from instructkit.eval.sets import load_eval_set
+from instructkit.eval.task_sets import examples_to_set
 
 
 def mmlu_row(q="What is 2+2?", ans="B"):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from instructkit.lm.api import GenerateResult, LoglikelihoodResult
-from instructkit.eval.datasets import EvalItem, EvalSet, load_mmlu
+from instructkit.eval.benchmarks import load_mmlu
+from instructkit.eval.datasets import EvalItem, EvalSet
 from instructkit.eval.runner import evaluate
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from instructkit import stats as S
 from instructkit.lm.api import LoglikelihoodResult
-from instructkit.eval.datasets import load_eval_set
+from instructkit.eval.sets import load_eval_set
 from instructkit.eval.runner import evaluate
 
 

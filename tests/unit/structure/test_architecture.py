@@ -60,3 +60,13 @@ def test_every_package_folder_is_a_package():
     missing = [str(d.relative_to(PKG.parent)) for d in PKG.rglob("*") if d.is_dir() and any(d.glob("*.py"))
                and not (d / "__init__.py").is_file()]
     assert not missing, missing
+
+
+def test_no_two_modules_import_each_other():
+    """Inside a package too: a pair of modules that import each other (even inside functions) is a cycle
+    the package layers cannot see; what both need moves into a third module."""
+    grimp = pytest.importorskip("grimp")
+    g = grimp.build_graph("instructkit")
+    pairs = sorted((a, b) for a in g.modules for b in g.find_modules_directly_imported_by(a)
+                   if a < b and a in g.find_modules_directly_imported_by(b))
+    assert not pairs, pairs

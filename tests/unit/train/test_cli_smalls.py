@@ -66,7 +66,7 @@ def test_eval_help_lists_overrides_and_data_dir_and_judge_keeps_verdict():
 
 def test_missing_gsm8k_file_says_where_to_point(tmp_path):
     from instructkit.errors import InstructkitError
-    from instructkit.eval.datasets import load_gsm8k
+    from instructkit.eval.benchmarks import load_gsm8k
 
     with pytest.raises(InstructkitError, match=r"GSM8K file not found: .*gsm8k/test.jsonl; pass gsm8k:PATH.*--data-dir"):
         load_gsm8k(data_dir=tmp_path)

@@ -211,7 +211,7 @@ def test_probe_tolerance_follows_the_compute_dtype_not_fp32_parameters(tiny_toke
 
     from instructkit.models.tiny import make_tiny_model
     from instructkit.train import probe
-    from instructkit.train.api import probe_model
+    from instructkit.train.build import probe_model
     from instructkit.train.loss import CausalLMLoss
 
     monkeypatch.setattr(probe, "packing_leak", lambda lm, device="cpu": 0.02)
