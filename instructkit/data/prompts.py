@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from instructkit.errors import DataError
 
@@ -28,12 +28,12 @@ def _prompt_text(rec: Any) -> str:
                     reason="missing_field")
 
 
-def read_prompts(path: str, limit: int | None = None) -> tuple[list[tuple[str, str]], Counter]:
-    """``[(id, prompt text)]`` and the count of records skipped by reason (each reported, none silent)."""
+def iter_prompts(paths: Any, skipped: Counter) -> Iterator[tuple[Path, Any, dict, str]]:
+    """``(file, line, record, prompt text)`` of every usable record; the others are counted in ``skipped``
+    by reason (each reported, none silent)."""
     from instructkit.data.readers import expand_paths, iter_records
 
-    out, skipped = [], Counter()
-    for f in expand_paths(path):
+    for f in expand_paths(paths):
         for n, rec in iter_records(f):
             try:
                 if isinstance(rec, DataError):
@@ -44,8 +44,16 @@ def read_prompts(path: str, limit: int | None = None) -> tuple[list[tuple[str, s
             except DataError as e:
                 skipped[e.reason] += 1
                 continue
-            rid = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
-            out.append((str(rid if rid is not None else f"{Path(f).stem}:{n}"), text))
-            if limit and len(out) >= limit:
-                return out, skipped
+            yield Path(f), n, rec, text
+
+
+def read_prompts(path: str, limit: int | None = None) -> tuple[list[tuple[str, str]], Counter]:
+    """``[(id, prompt text)]`` and the count of records skipped by reason."""
+    out: list[tuple[str, str]] = []
+    skipped: Counter = Counter()
+    for f, n, rec, text in iter_prompts(path, skipped):
+        rid = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
+        out.append((str(rid if rid is not None else f"{f.stem}:{n}"), text))
+        if limit and len(out) >= limit:
+            break
     return out, skipped

@@ -95,9 +95,8 @@ def _messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
     return out
 
 
-def build_app(state: ServerState) -> Any:
-    app = FastAPI(title="instructkit serve", docs_url=None, redoc_url=None, openapi_url=None)
-
+def api_error_handlers(app: FastAPI) -> None:
+    """OpenAI-shaped error bodies for our errors and for request validation (the API and the arena UI)."""
     @app.exception_handler(APIError)
     async def _api_error(_req: Request, e: APIError) -> JSONResponse:
         return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
@@ -106,6 +105,11 @@ def build_app(state: ServerState) -> Any:
     async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
         msg, param = validation_message(list(e.errors()))
         return JSONResponse(APIError(400, msg, param=param, code="invalid_request").body(), status_code=400)
+
+
+def build_app(state: ServerState) -> Any:
+    app = FastAPI(title="instructkit serve", docs_url=None, redoc_url=None, openapi_url=None)
+    api_error_handlers(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException) -> JSONResponse:

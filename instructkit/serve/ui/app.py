@@ -11,11 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from instructkit.serve.protocol import APIError, validation_message
+from instructkit.serve.app import api_error_handlers
 from instructkit.serve.ui.auth import FrontDoor, Sessions
 from instructkit.serve.ui.battles import Battles
 from instructkit.serve.ui.board import Board
@@ -53,17 +51,6 @@ class ArenaState:
         return self._models
 
 
-def _errors(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_req: Request, e: APIError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
-        msg, param = validation_message(list(e.errors()))
-        return JSONResponse(APIError(400, msg, param=param, code="invalid_request").body(), status_code=400)
-
-
 def health_only_app() -> Any:
     """The API side with ``--url``: the models are served elsewhere."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -81,7 +68,7 @@ def build_arena(api: Any, st: ArenaState) -> Any:
     from instructkit.serve.ui import pages
 
     ui = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    _errors(ui)
+    api_error_handlers(ui)
     ui.include_router(pages.router(st))
     ui.include_router(ui_api.router(st))
     return FrontDoor(api, ui, st.sessions)

@@ -60,28 +60,16 @@ def from_task(ref: str, template_id: str | None, instruction: str, n_train: int,
 def from_files(paths: list[str], instruction: str, n_train: int, n_heldout: int,
                seed: int) -> tuple[list[Prompt], list[Prompt], Counter]:
     """Prompt files -> (train, held-out) split by a seeded shuffle; skipped records counted by reason."""
-    from instructkit.data.prompts import _prompt_text
-    from instructkit.data.readers import expand_paths, iter_records
-    from instructkit.errors import DataError
+    from instructkit.data.prompts import iter_prompts
 
     if not paths:
         raise ConfigError("train.rl: name prompts with train.rl.task or prompt files in data.paths")
     out, skipped = [], Counter()
-    for f in expand_paths(paths):
-        for n, rec in iter_records(f):
-            try:
-                if isinstance(rec, DataError):
-                    raise rec
-                text = _prompt_text(rec).strip()
-                if not text:
-                    raise DataError("empty prompt", field="prompt", reason="empty_prompt")
-            except DataError as e:
-                skipped[e.reason] += 1
-                continue
-            ans = next((rec[k] for k in ANSWER_FIELDS if rec.get(k) not in (None, "")), None)
-            out.append(Prompt(str(rec.get("id", f"{f.stem}:{n}")), (text + instruction).strip(),
-                              None if ans is None else (ans if isinstance(ans, list) else str(ans)),
-                              rec.get("choices") if isinstance(rec.get("choices"), list) else None))
+    for f, n, rec, text in iter_prompts(paths, skipped):
+        ans = next((rec[k] for k in ANSWER_FIELDS if rec.get(k) not in (None, "")), None)
+        out.append(Prompt(str(rec.get("id", f"{f.stem}:{n}")), (text + instruction).strip(),
+                          None if ans is None else (ans if isinstance(ans, list) else str(ans)),
+                          rec.get("choices") if isinstance(rec.get("choices"), list) else None))
     if not out:
         raise InstructkitError(f"no usable prompt in {paths} (skipped: {dict(skipped)})")
     random.Random(0).shuffle(out)  # the split does not depend on the run's seed (same held-out items)
