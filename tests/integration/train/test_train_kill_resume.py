@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.killing import sigkill_at_first_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -56,15 +56,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     # the uninterrupted reference runs alongside (1 thread each: bitwise-identical CPU kernels)
     ref_job = subprocess.Popen(_cmd(ref), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 90
-    while not list((tmp_path / "killed").glob("checkpoint-*")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done = [int(p.name.split("-")[1]) for p in (tmp_path / "killed").glob("checkpoint-*")]
+    done = sigkill_at_first_checkpoint(proc, tmp_path / "killed", 90)
     assert max(done) < 24, "the run finished before it could be killed"
     jobs = [subprocess.Popen(_cmd(killed, "--resume"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
             ref_job]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.killing import sigkill_at_first_checkpoint
 
 from test_pref_train import arithmetic_pairs  # noqa: E402  (same folder)
 
@@ -47,15 +47,8 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir)
     assert subprocess.run(_cmd(ref), env=env, capture_output=True).returncode == 0
     killed = _recipe(tmp_path, tiny_model_dir, data, "killed")
     proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not list((tmp_path / "killed").glob("checkpoint-*")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert max(int(p.name.split("-")[1]) for p in (tmp_path / "killed").glob("checkpoint-*")) < 12
+    done = sigkill_at_first_checkpoint(proc, tmp_path / "killed", 120)
+    assert max(done) < 12
     res = subprocess.run(_cmd(killed, "--resume"), env=env, capture_output=True, timeout=180)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     a, b = _rows(tmp_path / "ref"), _rows(tmp_path / "killed")

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.killing import sigkill_at_first_checkpoint
 
 from test_rl_train import arithmetic_prompts  # noqa: E402  (same folder)
 
@@ -55,15 +55,8 @@ def test_rl_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     killed = _recipe(tmp_path, tiny_model_dir, data, "killed")
     proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not list((tmp_path / "killed").glob("checkpoint-*")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert max(int(p.name.split("-")[1]) for p in (tmp_path / "killed").glob("checkpoint-*")) < STEPS
+    done = sigkill_at_first_checkpoint(proc, tmp_path / "killed", 300)
+    assert max(done) < STEPS
     assert (next((tmp_path / "killed").glob("checkpoint-*")) / "objective_state.pt").is_file()  # the value head
     res = subprocess.run(_cmd(killed, "--resume"), env=env, capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
