@@ -26,10 +26,12 @@ def run_mix(mix: Any, seed: int, out: str, tokenizer: Any = None, plot: bool = T
         raise ConfigError(f"mix.formats: unknown format(s) {bad} (formats: {', '.join(FORMATS)})")
     tasks = load_tasks(mix.tasks)
     t0 = [d for folder in mix.t0_dirs for d in load_t0_dir(folder, mix.promptsource_dir)]
-    known = {t.cluster for t in tasks} | {d.cluster for d in t0}
-    unknown = [c for c in mix.hold_out if c not in known]
+    # hold_out names clusters (FLAN) or single task ids (T0-style held-out data sets); build_mixture takes both
+    clusters = {t.cluster for t in tasks} | {d.cluster for d in t0}
+    unknown = [c for c in mix.hold_out if c not in clusters and c not in {t.id for t in tasks}]
     if unknown:
-        raise ConfigError(f"mix.hold_out: unknown cluster(s) {unknown} (clusters: {', '.join(sorted(known))})")
+        raise ConfigError(f"mix.hold_out: unknown cluster(s) or task(s) {unknown} "
+                          f"(clusters: {', '.join(sorted(clusters))}; or a task id of mix.tasks)")
     spec = MixSpec(cap=mix.cap, rate_cap=mix.rate_cap, temperature=mix.temperature, weights=dict(mix.weights),
                    total=mix.total, t0_rule=mix.t0_rule, t0_cap=mix.t0_cap, formats=dict(mix.formats),
                    options_prob=mix.options_prob, few_shot_k=mix.few_shot_k,

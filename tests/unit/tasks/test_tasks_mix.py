@@ -109,3 +109,13 @@ def test_contamination_defaults_to_held_out_tasks(mixed):
     text = " ".join(res.output.split())
     for tid in ("nli_facts", "nli_numbers", "coref_gender", "coref_role"):
         assert f"{tid}: 0/50 eval examples overlap" in text
+
+
+def test_hold_out_a_task_id_keeps_its_cluster_siblings(tmp_path):
+    # T0-style design (b): hold out one data set, train its sibling of the same cluster
+    cfg = MixConfig(tasks=["sentiment_movie", "sentiment_restaurant", "bool_expr"],
+                    hold_out=["sentiment_restaurant"], rate_cap=20, cap=20)
+    man = run_mix(cfg, 0, str(tmp_path), plot=False)
+    recs = [json.loads(x) for x in (tmp_path / "mixture.jsonl").read_text().splitlines()]
+    assert man["held_out"]["tasks"] == ["sentiment_restaurant"]
+    assert {r["meta"]["task"] for r in recs} == {"sentiment_movie", "bool_expr"}
