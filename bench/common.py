@@ -370,13 +370,47 @@ class StepClock:
         return [b - a for a, b in zip([self.t0, *self.stamps], self.stamps)]
 
 
+def _busy_s() -> float:
+    """CPU-seconds the whole machine spent busy since boot (/proc/stat; iowait counts as idle)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] if len(f) > 7 else 0)) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_s() -> float:
+    """CPU-seconds of this process and its finished (waited-for) children: the bench's own work."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_START = (time.time(), _busy_s() if Path("/proc/stat").exists() else 0.0, _own_s())
+
+
+def others_cores() -> float | None:
+    """Cores kept busy by *other* processes since this bench started, on average: the machine's busy
+    CPU time minus the bench's own (its children included). The load average can't say this: a bench
+    running 2 threads puts 2 on it by itself, so it marked every run on 2 cores as loaded."""
+    wall = time.time() - _START[0]
+    if wall < 5 or not Path("/proc/stat").exists():
+        return None
+    return max(0.0, (_busy_s() - _START[1]) - (_own_s() - _START[2])) / wall
+
+
 def header(dtype: str, threads: int | None = None) -> str:
-    """CPU model, dtype, threads and load average: printed by every bench before its numbers."""
+    """CPU model, dtype, threads and load: printed by every bench before its numbers (load average at the
+    start; at the end, the cores other processes used during the run)."""
     hw = hardware()
+    cores = hw["cores"] or 1
     la = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    others = others_cores()
+    if others is None:  # start of the run: nothing of ours is running yet, the load average is the others'
+        load, loaded = f"load average {la}", os.getloadavg()[0] > 0.5 * cores
+    else:
+        load, loaded = f"other processes used {others:.2f} of {cores} cores during the run (load average {la})", \
+            others > 0.15 * cores
     return (f"CPU {hw['cpu']} ({hw['cores']} cores, {' '.join(hw['isa'])}), dtype {dtype}, "
-            f"{threads or hw['torch_threads']} torch threads, load average {la}"
-            + ("  [LOADED: not a result]" if os.getloadavg()[0] > 0.5 * (hw["cores"] or 1) else ""))
+            f"{threads or hw['torch_threads']} torch threads, {load}" + ("  [LOADED: not a result]" if loaded else ""))
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any]:
