@@ -74,6 +74,7 @@ def child_argv(args: argparse.Namespace, **over: Any) -> list[str]:
         out.append("--quick")
     if a["trl_gradient_checkpointing"]:
         out.append("--trl-gradient-checkpointing")
+    out += ["--trl-precision", a["trl_precision"]]
     return out
 
 
@@ -226,6 +227,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--tail-steps", type=int, default=5, help="train loss is averaged over this many last steps")
+    p.add_argument("--trl-precision", choices=("mixed", "pure"), default="mixed",
+                   help="full bf16 runs: TRL as mixed precision like instructkit (fp32 weights + bf16 autocast; "
+                        "equal loss) or on pure bf16 weights (faster, worse loss)")
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL with its SFTConfig default gradient_checkpointing=True (slower)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per contender")

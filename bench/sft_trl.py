@@ -49,12 +49,16 @@ def run_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
 
     import trl
 
-    model, tok, _ = load(args)
+    # instructkit trains full bf16 as mixed precision (fp32 master weights and AdamW state, bf16 autocast):
+    # pure bf16 weights round away AdamW updates below bf16's resolution, so TRL on pure bf16 reaches a worse
+    # loss (2026-12-06: held-out 1.6587 vs 1.5727). "mixed" gives TRL the same: an fp32 model, bf16=True.
+    mixed = args.method == "full" and args.dtype == "bfloat16" and args.trl_precision == "mixed"
+    model, tok, _ = load(argparse.Namespace(**{**vars(args), "dtype": "float32"}) if mixed else args)
     train, heldout, _ = load_data(args, tok)
     out = tempfile.mkdtemp(prefix="bench-trl-")
     cfg = SFTConfig(
         output_dir=out, report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, data_seed=0,
-        use_cpu=True, bf16=False, fp16=False,  # the model is already in --dtype; no autocast on top
+        use_cpu=True, bf16=mixed, fp16=False,  # else the model is already in --dtype; no autocast on top
         per_device_train_batch_size=1 if packing else args.pad_batch, gradient_accumulation_steps=1,
         num_train_epochs=1,  # every example exactly once
         learning_rate=lr_of(args), lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
@@ -131,7 +135,8 @@ def run_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     res = {"trl": trl.__version__, "rows": n_rows, **step_stats(times, tokens, t0[0]), "losses": losses,
            "step_s": [round(b - a, 2) for a, b in zip([t0[0], *times], times)], "step_tokens": tokens,
            "leak_max_abs_logprob": leak, "heldout_loss": common.eval_loss(model, heldout),
-           "gradient_checkpointing": args.trl_gradient_checkpointing, "same_rows_as_instructkit": mirrored,
+           "gradient_checkpointing": args.trl_gradient_checkpointing,
+           "precision": "mixed (fp32 weights, bf16 autocast)" if mixed else args.dtype, "same_rows_as_instructkit": mirrored,
            "trained_tokens_vs_records": same_tokens, "method": args.method,
            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     shutil.rmtree(out, ignore_errors=True)
