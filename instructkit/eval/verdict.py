@@ -3,10 +3,12 @@
 Three outcomes, checked in this order; the report prints the rule that fired and the numbers that
 made it fire:
 
-* **transfer** - on *every* seed the tuned model beats the *calibrated* base (paired 95% CI of the
-  per-item difference excludes 0), and contrast-twin consistency ("both twins right") rises on every
-  seed (paired CI over pairs excludes 0). Without twins the second condition is reported as
-  not measured and the rule rests on the first.
+* **transfer** - on *every* seed the tuned model beats both the *calibrated* and the raw base (paired
+  95% CIs of the per-item differences exclude 0: a calibration that hurts is no control, the stronger
+  training-free base is), and contrast-twin consistency ("both twins right") rises on every seed
+  (paired CI over pairs excludes 0). Without twins, the prior-invariant measures stand in for them:
+  balanced accuracy and the margin AUC must both rise by more than ``TOL`` (mean over seeds); a
+  generative task (no options, no option prior) has neither and rests on the first condition.
 * **prior shift** - accuracy over the raw base rises on every seed (paired CI excludes 0), but none of
   balanced accuracy, the margin AUC (both: mean over seeds up by more than ``TOL``) and twin
   consistency (CI excludes 0) rises: the model changed which option it prefers, not what it reads.
@@ -30,8 +32,9 @@ TOL = 0.02  # a rise of balanced accuracy / margin AUC smaller than this is not 
 
 TRANSFER, PRIOR_SHIFT, NULL = "transfer", "prior shift", "no detectable effect"
 RULES = {
-    TRANSFER: "tuned beats the calibrated base with a paired 95% CI excluding 0 on every seed, and twin "
-              "consistency rises (paired CI over twin pairs excluding 0) on every seed",
+    TRANSFER: "tuned beats the calibrated and the raw base with paired 95% CIs excluding 0 on every seed, and "
+              "twin consistency rises (paired CI over twin pairs excluding 0) on every seed - without twins, "
+              f"balanced accuracy and margin AUC both rise by more than {TOL}",
     PRIOR_SHIFT: "accuracy over the raw base rises (CI excluding 0 on every seed) but neither balanced accuracy "
                  f"nor the margin AUC rises by more than {TOL} (mean over seeds) and twin consistency does not rise",
     NULL: "neither rule above holds",
@@ -76,9 +79,14 @@ def decide(table: dict) -> dict:
     side = (f"balanced acc {'n/a' if bal is None else f'{bal:+.3f}'}, margin AUC "
             f"{'n/a' if auc is None else f'{auc:+.3f}'} (mean over seeds minus base)")
     kind = cal.get("kind", "calibrated")
-    if checks["beats_calibrated_every_seed"] and checks["consistency_rises_every_seed"] is not False:
+    # without twins a classification task needs the prior-invariant measures up instead (generative: none)
+    invariant_up = has_twins or (bal is None and auc is None) or \
+        (bal is not None and bal > TOL and auc is not None and auc > TOL)
+    if checks["beats_calibrated_every_seed"] and checks["accuracy_rises_every_seed"] \
+            and checks["consistency_rises_every_seed"] is not False and invariant_up:
         v = TRANSFER
-        why = (f"tuned - {kind} base: {cal_s}; twin consistency tuned - base: {tw_s}")
+        why = (f"tuned - {kind} base: {cal_s}; tuned - raw base: {raw_s}; twin consistency tuned - base: {tw_s}"
+               + ("" if has_twins else f"; {side}"))
     elif (checks["accuracy_rises_every_seed"] and (bal is not None or auc is not None)  # generation: no option prior
           and not (bal is not None and bal > TOL)
           and not (auc is not None and auc > TOL) and not checks["consistency_rises_every_seed"]):
@@ -93,6 +101,8 @@ def decide(table: dict) -> dict:
             parts.append(f"twin consistency does not rise on every seed ({tw_s})")
         if not checks["accuracy_rises_every_seed"]:
             parts.append(f"accuracy over the raw base does not rise on every seed ({raw_s or 'n/a'})")
+        elif not invariant_up:
+            parts.append(f"no twins, and the prior-invariant measures do not both rise by more than {TOL} ({side})")
         else:
             parts.append(f"accuracy rose but so did a prior-invariant measure ({side})")
         why = "; ".join(parts)

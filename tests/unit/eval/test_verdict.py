@@ -41,10 +41,22 @@ def test_no_detectable_effect_otherwise():
     assert d["verdict"] == NULL and "prior-invariant" in d["why"]
 
 
-def test_without_twins_transfer_rests_on_the_calibrated_base():
-    s = seed([0.08, 0.02, 0.13], [0.1, 0.05, 0.15], None, bal=0.6)
+def test_without_twins_transfer_needs_the_prior_invariant_measures_up():
+    s = seed([0.08, 0.02, 0.13], [0.1, 0.05, 0.15], None, bal=0.6, auc=0.9)
     d = decide(table(s, s, s))
     assert d["verdict"] == TRANSFER and "not measured" in d["why"]
+    s = seed([0.08, 0.02, 0.13], [0.1, 0.05, 0.15], None, bal=0.6, auc=0.80)  # AUC flat: the prior may explain it
+    d = decide(table(s, s, s))
+    assert d["verdict"] == NULL and "prior-invariant measures do not both rise" in d["why"]
+
+
+def test_a_calibration_that_hurts_is_no_control():
+    """heldout_format, 2026-12-06: the content-free calibrated base (0.36) fell below the raw base (0.50);
+    tuned beat it on every seed but not the raw base - that is no transfer."""
+    s = seed([0.22, 0.06, 0.36], [0.08, -0.09, 0.23], None, bal=0.58, auc=0.66)
+    d = decide({"base": {"acc": 0.5, "balanced_acc": 0.5, "margin_auc": 0.45, "consistency": None},
+                "calibrated_base": {"acc": 0.36, "kind": "content-free calibrated"}, "seeds": [s] * 3})
+    assert d["verdict"] == NULL and "raw base does not rise" in d["why"]
 
 
 def test_a_generative_task_cannot_show_a_prior_shift():
