@@ -209,6 +209,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--data-dir", default=str(SHARED))
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--json", default=None, help="also write bench_eval.json's content here")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
@@ -293,6 +294,9 @@ def main() -> None:
     report["load_avg_end"] = os.getloadavg()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(header("float32", args.threads))
     print(f"\nload average start {report['load_avg_start']}, end {report['load_avg_end']}; wrote {OUT / 'bench_eval.json'}")
 

@@ -7,11 +7,14 @@ child process. TRL gets the conversational prompt-completion form (``prompt=[use
 prompt+completion with ``apply_chat_template`` per example and builds labels from the completion mask
 (``completion_only_loss``); it is timed with ``dataset_num_proc`` 1 and 2 and the faster is reported.
 instructkit is timed cold (fresh cache folder: real tokenization) with ``num_proc`` 1 and 2, then the
-cached rerun. Both outputs' ``input_ids`` are compared example by example; label differences are counted
-too (expected: TRL also trains the ``\\n`` the template writes after ``<|im_end|>``; we do not).
+cached rerun. Every contender runs in every round; rounds interleave them (ours, TRL, ours, TRL); each
+contender's median round is reported with the spread, and each tool's faster ``num_proc`` is its best setting.
+No GEMM ceiling applies (tokenizer and Arrow work): the report says so instead of an MFU. Both outputs'
+``input_ids`` are compared example by example; label differences are counted too (expected: TRL also
+trains the ``\\n`` the template writes after ``<|im_end|>``; we do not).
 
-    python bench/bench_prepare.py                       # 4000 examples, 3 rounds (~5 min on 2 shared cores)
-    python bench/bench_prepare.py --n 1000 --rounds 1   # smoke
+    python bench/bench_prepare.py --json runs/bench/prepare.json   # 4000 examples, 3 rounds
+    python bench/bench_prepare.py --n 300 --rounds 1               # smoke
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, emit, hardware, run_child  # noqa: E402
+from common import (NO_CEILING, SHARED, emit, fmt_spread, hardware, header, interleaved, median_round,  # noqa: E402
+                    run_child, spread, write_json)
 
 MODEL = "smollm2-135m-instruct"
 
@@ -117,14 +121,19 @@ def compare(trl: dict, ours: dict, newline_id: int) -> dict:
             "labels_differ_only_by_trailing_newline": only_newline}
 
 
+CONTENDERS = (("instructkit", 1), ("trl", 1), ("instructkit", 2), ("trl", 2))  # ours, peer, ours, peer
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=4000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--variant")
-    ap.add_argument("--data")
-    ap.add_argument("--dump")
-    ap.add_argument("--num-proc", type=int, default=1)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=4000, help="T0 records (line j of every template file)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds: median round + spread")
+    ap.add_argument("--json", default=None, help="write the whole run here")
+    ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--dump", help=argparse.SUPPRESS)
+    ap.add_argument("--num-proc", type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.variant:
         # common.run_child pins TOKENIZERS_PARALLELISM=false (right for training benchmarks); preparation is
@@ -135,51 +144,61 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="bench_prepare"))
     try:
-        run(a.n, work, a.rounds)
+        run(a, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(n_wanted: int, work: Path, rounds: int) -> None:
+def run(a: argparse.Namespace, work: Path) -> None:
     data = work / "t0_slice.jsonl"
-    n = write_slice(n_wanted, data)
+    n = write_slice(a.n, data)
+    head = header("none (tokenization and Arrow writes)", None)
+    print(head, flush=True)
     print(f"T0 slice: {n} examples -> {data}", flush=True)
-    # rounds interleave the contenders so load changes on the shared machine hit all of them; each
-    # contender's best round is reported (TRL with 2 processes is always slowest: one round only)
-    best: dict[str, dict] = {}
-    for rnd in range(rounds):
-        for variant, np_ in (("instructkit", 1), ("instructkit", 2), ("trl", 1), ("trl", 2)):
-            if variant == "trl" and np_ == 2 and rnd > 0:
-                continue
-            dump = work / f"{variant}-{np_}.json"
-            r = run_child(__file__, variant, ["--data", str(data), "--dump", str(dump), "--num-proc", str(np_)],
-                          timeout=1200, log=print)
-            r["dump"], r["round"] = str(dump), rnd
-            print(r, flush=True)
-            if "error" not in r and r["ex_per_s"] > best.get(r["variant"], {}).get("ex_per_s", 0):
-                best[r["variant"]] = r
-    ok = list(best.values())
-    trl = max((r for r in ok if r["variant"].startswith("trl")), key=lambda r: r["ex_per_s"], default=None)
-    ours = max((r for r in ok if r["variant"].startswith("instructkit")), key=lambda r: r["ex_per_s"], default=None)
-    hw = hardware()
-    print(f"\n# data prepare vs TRL ({date.today()}, {hw['cpu']}, {hw['cores']} cores, load {hw['load_avg_1m']}, "
-          f"{n} T0 examples, SmolLM2 tokenizer)")
-    print(f"best of {rounds} interleaved rounds per contender (TRL 2 processes: 1 round)")
-    print("| contender | examples | seconds | examples/s | vs best TRL | cached rerun s |")
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    def one(name: str, rnd: int) -> dict:
+        variant, np_ = name.rsplit("-np", 1)
+        dump = work / f"{name}.json"
+        load = os.getloadavg()[0]
+        r = run_child(__file__, variant, ["--data", str(data), "--dump", str(dump), "--num-proc", np_],
+                      timeout=a.timeout, log=print)
+        r.update(variant=name, dump=str(dump), load_avg_1m_before=load)
+        print(f"round {rnd + 1}/{a.rounds}: {r}", flush=True)
+        return r
+    runs = interleaved([f"{v}-np{p}" for v, p in CONTENDERS], a.rounds, one)
+    med = {v: median_round(rs, "ex_per_s") for v, rs in runs.items()}
+    sp = {v: spread([r.get("ex_per_s") for r in rs if "error" not in r]) for v, rs in runs.items()}
+    trl = max((m for v, m in med.items() if v.startswith("trl") and m), key=lambda r: r["ex_per_s"], default=None)
+    ours = max((m for v, m in med.items() if v.startswith("instructkit") and m), key=lambda r: r["ex_per_s"],
+               default=None)
+    print("\n" + header("none (tokenization and Arrow writes)", None))
+    print(NO_CEILING.format(what="tokenization, label masks and Arrow writes"))
+    print(f"\n# data prepare vs TRL ({n} T0 examples, SmolLM2 tokenizer, max_length 2048), {a.rounds} interleaved "
+          "round(s): median round [min-max] per contender; each tool's faster num_proc is its best setting")
+    print("| contender | examples | seconds (median round) | examples/s | vs best TRL | cached rerun s |")
     print("|---|---|---|---|---|---|")
-    for r in ok:
-        ratio = f"{r['ex_per_s'] / trl['ex_per_s']:.1f}x" if trl else ""
-        print(f"| {r['variant']} | {r['examples']} | {r['seconds']} | {r['ex_per_s']} | {ratio} | "
-              f"{r.get('cached_rerun_s', '')} |")
+    for v, m in med.items():
+        if m is None:
+            err = next((r.get("error", "") for r in runs[v] if "error" in r), "")
+            print(f"| {v} | failed: {err[:100]} | | | | |")
+            continue
+        ratio = f"{m['ex_per_s'] / trl['ex_per_s']:.2f}x" if trl else ""
+        print(f"| {v} | {m['examples']} | {m['seconds']} | {fmt_spread(sp[v])} | {ratio} | {m.get('cached_rerun_s', '')} |")
+    summary: dict = {"median_round": med, "ex_per_s": sp}
     if trl and ours:
         from instructkit.models import load_tokenizer
         nl = load_tokenizer(MODEL).convert_tokens_to_ids("Ċ")  # byte-level "\n"
         cmp = compare(json.loads(Path(trl["dump"]).read_text()), json.loads(Path(ours["dump"]).read_text()), nl)
-        print(f"\nspeed-up (best instructkit / best TRL): {ours['ex_per_s'] / trl['ex_per_s']:.1f}x")
+        summary.update(speedup=ours["ex_per_s"] / trl["ex_per_s"], best_ours=ours["variant"], best_trl=trl["variant"],
+                       parity=cmp)
+        print(f"\nspeed-up ({ours['variant']} / {trl['variant']}, median rounds): {summary['speedup']:.2f}x")
         print(f"same input_ids: {cmp['input_ids_mismatches'] == 0} ({cmp['input_ids_mismatches']} mismatching examples, "
               f"first at {cmp['first_ids_mismatch']})")
         print(f"labels differ in {cmp['labels_differ']} examples, {cmp['labels_differ_only_by_trailing_newline']} of them "
               "only by TRL training the '\\n' after <|im_end|> (we train through <|im_end|> only)")
+    write_json(a.json, {"bench": "prepare", "date": started, "args": vars(a), "hardware": hardware(), "header": head,
+                        "examples": n, "rounds": runs, "summary": summary})
 
 
 if __name__ == "__main__":

@@ -1,278 +1,190 @@
-"""Serve benchmark: the real ``openai`` SDK (async) as load against instructkit serve, FastChat, HF generate.
+"""Serve benchmark: the real ``openai`` SDK (async) as load against instructkit serve and FastChat, and HF
+``generate`` on the same requests.
 
-Load: ``--clients`` concurrent clients x ``--requests`` each; request j of client i is streaming when
-(i + j) is even, with max_tokens cycling through ``--lengths``; prompts cycle through the Vicuna-bench
-questions (../shared/data/vicuna_bench) or a built-in list. Every response is checked: no error, finish_reason
-stop/length, and a ``length`` finish has exactly max_tokens tokens (nothing lost or truncated).
-Reported: p50/p99 latency, p50/p99 time to first token (streaming requests), aggregate completion tokens/s.
+Load (the default is the full load of issue #26): ``--clients`` 32 concurrent clients x ``--requests`` 20 each,
+a client sends its next request when the previous one is answered; request j of client i streams (with
+``include_usage``) when i + j is even; ``max_tokens`` cycles through ``--lengths`` 16,32,64,128 (both streaming
+modes get every length); greedy; prompts cycle through the 80 Vicuna-bench questions (../shared/data/vicuna_bench).
+Every response is checked: no error, finish_reason stop/length, and a ``length`` finish has exactly max_tokens
+tokens (nothing lost or truncated).
 
-Contenders (each its own server process, same model, same load):
-* ``instructkit``: ``instructkit serve MODEL`` (continuous batching);
-* ``fastchat``: FastChat's controller + model_worker + openai_api_server (the Vicuna stack, PyPI fschat);
+Contenders (model SmolLM2-135M-Instruct, float32 for all, ``--threads`` torch/OpenMP threads each):
+* ``instructkit``: ``instructkit serve MODEL --max-batch-size CLIENTS`` (continuous batching);
+* ``fastchat``: FastChat's controller + model_worker + openai_api_server (PyPI ``fschat``, the Vicuna stack;
+  ``--fastchat-concurrency`` is its worker's ``--limit-worker-concurrency``, default 5 = FastChat's); skipped with
+  the reason printed when it is not installed or does not start;
+* ``hf_batch``: HF ``generate`` in-process on static batches of CLIENTS same-length requests (left-padded): HF's
+  best throughput setting, no HTTP, no streaming, latency = the batch's time;
 * ``hf``: HF ``generate`` one request at a time, in-process, on the first ``--hf-requests`` requests.
 
-    python bench/bench_serve.py --contenders instructkit,fastchat,hf
+Reported per contender, over ``--rounds`` interleaved rounds (instructkit, fastchat, hf_batch, hf, instructkit,
+...): the median round's completion tokens/s with [min-max] and spread, p50/p99 latency, p50/p99 time to first
+token (streamed requests), errors and bad responses over all rounds, and MFU: useful forward FLOPs (2 N per
+prompt token, our chat template's rendering of each answered request, + 2 N per completion token; attention not
+counted) / wall / the float32 GEMM ceiling measured in the same run at the model's linear shapes (M=2048; decoding
+runs GEMMs of M = batch rows, far below that ceiling, so serving MFU is low by nature).
+
+    python bench/bench_serve.py                                   # the full load, 1 round
+    python bench/bench_serve.py --rounds 3 --json runs/bench/serve.json
+    python bench/bench_serve.py --quick                           # smoke: 4 clients x 2 requests, lengths 8,16
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED  # noqa: E402
+import common  # noqa: E402
+from serve_load import prompts, request_plan  # noqa: E402
 
-PROMPTS = ["Explain what a hash table is.", "Write a haiku about the sea.", "Give three tips for learning Python.",
-           "What is the capital of France and why is it famous?", "Summarize the plot of Romeo and Juliet.",
-           "How do vaccines work?", "Write a short email declining a meeting.", "What is 17 times 23?"]
-
-
-def prompts() -> list[str]:
-    q = SHARED / "vicuna_bench" / "question.jsonl"
-    if q.is_file():
-        return [json.loads(line)["turns"][0] for line in q.read_text().splitlines() if line.strip()]
-    return PROMPTS
+GEMM_SHAPES = [(576, 1536), (1536, 576), (576, 576), (576, 192)]  # SmolLM2-135M linear layers (in, out)
+CONTENDERS = ("instructkit", "fastchat", "hf_batch", "hf")
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
-
-
-def wait_http(url: str, timeout: float, key: str | None = None) -> None:
-    import httpx
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            r = httpx.get(url, timeout=5, headers={"Authorization": f"Bearer {key}"} if key else {})
-            if r.status_code == 200 and (not url.endswith("/models") or r.json().get("data")):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-async def load(base_url: str, model: str, clients: int, per_client: int, lengths: list[int]) -> dict[str, Any]:
-    import openai
-    ac = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=1800)
-    ps = prompts()
-    lat, ttft, errors, bad, tokens = [], [], [], [], 0
-
-    async def one(i: int, j: int) -> None:
-        nonlocal tokens
-        k = i * per_client + j
-        mt = lengths[k % len(lengths)]
-        msgs = [{"role": "user", "content": ps[k % len(ps)]}]
-        t0 = time.perf_counter()
-        try:
-            if (i + j) % 2 == 0:
-                s = await ac.chat.completions.create(model=model, messages=msgs, max_tokens=mt, temperature=0,
-                                                     stream=True, stream_options={"include_usage": True})
-                first, fin, used, text = None, None, None, ""
-                async for ch in s:
-                    if ch.choices and ch.choices[0].delta.content:
-                        first = first or time.perf_counter()
-                        text += ch.choices[0].delta.content
-                    if ch.choices and ch.choices[0].finish_reason:
-                        fin = ch.choices[0].finish_reason
-                    if ch.usage:
-                        used = ch.usage.completion_tokens
-                if used is None:  # a server without include_usage (FastChat): count the streamed text's tokens
-                    used = len(TOK["tok"](text, add_special_tokens=False)["input_ids"])
-                ttft.append((first or time.perf_counter()) - t0)
-            else:
-                r = await ac.chat.completions.create(model=model, messages=msgs, max_tokens=mt, temperature=0)
-                fin, used = r.choices[0].finish_reason, r.usage.completion_tokens
-            lat.append(time.perf_counter() - t0)
-            tokens += used
-            if fin not in ("stop", "length") or (fin == "length" and used and used != mt):
-                bad.append((k, fin, used, mt))
-        except Exception as e:  # counted and reported, never hidden
-            errors.append(f"{type(e).__name__}: {str(e)[:120]}")
-
-    async def client(i: int) -> None:
-        for j in range(per_client):
-            await one(i, j)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*[client(i) for i in range(clients)])
-    wall = time.perf_counter() - t0
-    return {"requests": clients * per_client, "errors": len(errors), "error_samples": errors[:3],
-            "bad_responses": len(bad), "bad_samples": bad[:3], "wall_s": round(wall, 1), "completion_tokens": tokens,
-            "tokens_per_s": round(tokens / wall, 1), "p50_latency_s": round(pct(lat, 50), 2),
-            "p99_latency_s": round(pct(lat, 99), 2), "p50_ttft_s": round(pct(ttft, 50), 2),
-            "p99_ttft_s": round(pct(ttft, 99), 2)}
-
-
-THREADS = {"n": 1}
-TOK: dict[str, Any] = {}
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
-    # every contender gets the same torch/OpenMP thread count: on a shared, oversubscribed CPU two spinning
-    # OpenMP threads per process made SmolLM2 decoding 15x slower than one (measured: 219 s vs 14 s)
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS["n"]), MKL_NUM_THREADS=str(THREADS["n"]),
-               # FastChat's api server gives up on its worker after 100 s by default (httpx ReadTimeout ->
-               # the client's connection drops); requests queued behind the worker's semaphore on a
-               # loaded CPU exceed that, so give it the same patience our clients have
-               FASTCHAT_WORKER_API_TIMEOUT="1800")
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for p in reversed(procs):
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def run_instructkit(model: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
-    port = args.port
-    procs = [start(["instructkit", "serve", model, "--port", str(port), "--max-batch-size", str(args.clients)],
-                   logdir / "instructkit.log")]
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 600)
-        return asyncio.run(load(f"http://127.0.0.1:{port}/v1", model, args.clients, args.requests, args.lengths))
-    finally:
-        stop(procs)
-
-
-def run_fastchat(path: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
-    c, w, a = args.port + 1, args.port + 2, args.port + 3
-    py = sys.executable
-    procs = [start([py, "-m", "fastchat.serve.controller", "--host", "127.0.0.1", "--port", str(c)],
-                   logdir / "fc_controller.log")]
-    try:
-        time.sleep(5)
-        procs.append(start([py, __file__, "--fastchat-worker", "--model-path", path, "--device", "cpu",
-                            "--host", "127.0.0.1", "--port", str(w), "--worker-address", f"http://127.0.0.1:{w}",
-                            "--controller-address", f"http://127.0.0.1:{c}", "--model-names", "smollm2",
-                            # ChatML without a one-shot preamble (the default for an unknown path is
-                            # "one_shot": ~400 extra prompt tokens); stops on id 2 = SmolLM2's <|im_end|>
-                            "--conv-template", "Yi-34b-chat"],
-                           logdir / "fc_worker.log"))
-        procs.append(start([py, __file__, "--fastchat-api", "--host", "127.0.0.1", "--port", str(a),
-                            "--controller-address", f"http://127.0.0.1:{c}"], logdir / "fc_api.log"))
-        wait_http(f"http://127.0.0.1:{a}/v1/models", 600)
-        return asyncio.run(load(f"http://127.0.0.1:{a}/v1", "smollm2", args.clients, args.requests, args.lengths))
-    finally:
-        stop(procs)
-
-
-def run_hf(model: str, args: argparse.Namespace) -> dict[str, Any]:
+def ceiling_child(args: argparse.Namespace) -> None:
     import torch
 
-    from instructkit.chat.render import Renderer
-    from instructkit.models import load_model, load_tokenizer
-    m, tok = load_model(model).eval(), load_tokenizer(model)
-    r, ps = Renderer(tok), prompts()
-    lat, tokens = [], 0
-    t0 = time.perf_counter()
-    for k in range(args.hf_requests):
-        ids = tok(r.prompt_text([{"role": "user", "content": ps[k % len(ps)]}]), add_special_tokens=False,
-                  return_tensors="pt")["input_ids"]
-        t = time.perf_counter()
-        with torch.no_grad():
-            out = m.generate(ids, max_new_tokens=args.lengths[k % len(args.lengths)], do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        lat.append(time.perf_counter() - t)
-        tokens += out.shape[1] - ids.shape[1]
-    wall = time.perf_counter() - t0
-    return {"requests": args.hf_requests, "errors": 0, "bad_responses": 0, "wall_s": round(wall, 1),
-            "completion_tokens": tokens, "tokens_per_s": round(tokens / wall, 1),
-            "p50_latency_s": round(pct(lat, 50), 2), "p99_latency_s": round(pct(lat, 99), 2),
-            "note": "one request at a time, no concurrency (latency excludes queueing)"}
+    from instructkit.models import load_model
+    torch.set_num_threads(args.threads)
+    n = sum(p.numel() for p in load_model(args.model, dtype="float32").parameters())  # tied head counted once
+    common.emit({"variant": "ceiling", "params": n,
+                 "ceiling": common.matmul_ceiling("float32", GEMM_SHAPES, tokens=2048, min_s=0.3)})
 
 
-def fastchat_worker(argv: list[str]) -> None:
-    """FastChat's model_worker with one fix: fschat 0.2.36 reads ``config.rope_scaling["factor"]``, which
-    transformers 5 configs no longer carry (``{'rope_type': 'default', ...}``): KeyError at start-up."""
-    import runpy
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated, of {', '.join(CONTENDERS)}")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=20, help="requests per client")
+    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=[16, 32, 64, 128],
+                    help="max_tokens values, cycled")
+    ap.add_argument("--hf-requests", type=int, default=40, help="requests HF generate serves one at a time")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds: median round + spread")
+    ap.add_argument("--quick", action="store_true", help="smoke: 4 clients x 2 requests, lengths 8,16, hf 4")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
+                    help="torch/OpenMP threads per contender (default: $OMP_NUM_THREADS, else 1)")
+    ap.add_argument("--fastchat-concurrency", type=int, default=5,
+                    help="FastChat worker --limit-worker-concurrency (its default 5)")
+    ap.add_argument("--port", type=int, default=18400)
+    ap.add_argument("--start-timeout", type=float, default=600, help="seconds a server may take to come up")
+    ap.add_argument("--logdir", default="/tmp/bench_serve", help="server logs")
+    ap.add_argument("--json", default=None, help="write the whole run here")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.quick:
+        args.clients, args.requests, args.lengths, args.hf_requests = 4, 2, [8, 16], 4
+    return args
 
-    import fastchat.utils as fu
 
-    def get_context_length(config: Any) -> int:
-        rs = getattr(config, "rope_scaling", None) or {}
-        factor = rs.get("factor", 1) if isinstance(rs, dict) else 1
-        for key in fu.SEQUENCE_LENGTH_KEYS:
-            val = getattr(config, key, None)
-            if val is not None:
-                return int(factor * val)
-        return 2048
-    fu.get_context_length = get_context_length
-    sys.argv = ["fastchat.serve.model_worker", *argv]
-    runpy.run_module("fastchat.serve.model_worker", run_name="__main__")
-
-
-def fastchat_api(argv: list[str]) -> None:
-    """FastChat's openai_api_server with one fix: its stream generator calls pydantic-v1
-    ``chunk.json(ensure_ascii=False)``, a TypeError under pydantic 2 (every streamed request fails)."""
-    import runpy
-
-    import pydantic
-
-    def json_v1(self: Any, **kw: Any) -> str:
-        kw.pop("ensure_ascii", None)
-        return self.model_dump_json(**kw)
-    pydantic.BaseModel.json = json_v1  # type: ignore[method-assign]
-    sys.argv = ["fastchat.serve.openai_api_server", *argv]
-    runpy.run_module("fastchat.serve.openai_api_server", run_name="__main__")
+def report(args: argparse.Namespace, runs: dict[str, list[dict]], params: int | None, gf: float | None) -> dict:
+    summary: dict[str, Any] = {}
+    ik = common.median_round(runs.get("instructkit", []), "tokens_per_s")
+    print(f"\nserve load: {args.clients} clients x {args.requests} requests, lengths {args.lengths}, "
+          f"{args.rounds} interleaved round(s), float32, {args.threads} thread(s) per contender; median round "
+          "[min-max over rounds]")
+    print("| contender | requests/round | errors | bad | tokens/s | instructkit speed-up | p50 / p99 latency s "
+          "| p50 / p99 TTFT s | MFU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, rs in runs.items():
+        med = common.median_round(rs, "tokens_per_s")
+        errs = sum(r.get("errors", 0) for r in rs if "error" not in r)
+        failed = [r["error"] for r in rs if "error" in r]
+        if med is None:
+            print(f"| {v} | failed: {failed[0].splitlines()[0][:100] if failed else '?'} | | | | | | | |")
+            summary[v] = {"failed": failed}
+            continue
+        tps = common.spread([r.get("tokens_per_s") for r in rs if "error" not in r])
+        mfu = (2.0 * params * (med["prompt_tokens"] + med["completion_tokens"]) / med["wall_s"] / (gf * 1e9)
+               if params and gf else None)
+        ratio = ik["tokens_per_s"] / med["tokens_per_s"] if ik and med["tokens_per_s"] else None
+        ttft = (f"{med['p50_ttft_s']:.2f} / {med['p99_ttft_s']:.2f}" if med.get("p50_ttft_s") is not None else "-")
+        print(f"| {v} | {med['requests']} | {errs}{f' (+{len(failed)} rounds failed)' if failed else ''} | "
+              f"{sum(r.get('bad_responses', 0) for r in rs if 'error' not in r)} | {common.fmt_spread(tps)} | "
+              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {med['p50_latency_s']:.2f} / {med['p99_latency_s']:.2f} | "
+              f"{ttft} | {'-' if mfu is None else f'{mfu:.1%}'} |")
+        summary[v] = {"median_round": med, "tokens_per_s": tps, "mfu": mfu, "instructkit_speedup": ratio,
+                      "errors_all_rounds": errs, "failed_rounds": failed}
+    for v, rs in runs.items():
+        for r in rs:
+            if r.get("error_samples") or r.get("bad_samples") or r.get("note"):
+                print(f"{v} round {r.get('round')}: " + "; ".join(f"{k} {r[k]}" for k in ("note", "error_samples", "bad_samples") if r.get(k)))
+    return summary
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--fastchat-worker":
-        return fastchat_worker(sys.argv[2:])
-    if len(sys.argv) > 1 and sys.argv[1] == "--fastchat-api":
-        return fastchat_api(sys.argv[2:])
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--contenders", default="instructkit,fastchat,hf")
-    ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--requests", type=int, default=20, help="requests per client")
-    ap.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=[16, 32, 64, 128])
-    ap.add_argument("--hf-requests", type=int, default=40)
-    ap.add_argument("--port", type=int, default=18400)
-    ap.add_argument("--logdir", default="/tmp/bench_serve")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per contender (OMP_NUM_THREADS)")
-    args = ap.parse_args()
+    if len(sys.argv) > 1 and sys.argv[1] in ("--fastchat-worker", "--fastchat-api"):
+        import serve_peers
+        fn = serve_peers.fastchat_worker if sys.argv[1] == "--fastchat-worker" else serve_peers.fastchat_api
+        return fn(sys.argv[2:])
+    args = parse()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.variant == "ceiling":
+        return ceiling_child(args)
     import torch
-    THREADS["n"] = args.threads
-    torch.set_num_threads(args.threads)
-    from instructkit.models import resolve_model
+
+    import serve_peers
+    from instructkit.chat.render import Renderer
+    from instructkit.models import load_tokenizer, resolve_model
+    torch.set_num_threads(args.threads)  # the in-process HF contenders
     path = resolve_model(args.model)
-    from instructkit.models import load_tokenizer
-    TOK["tok"] = load_tokenizer(args.model)
-    logdir = Path(args.logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    print(f"load avg at start: {os.getloadavg()}; clients={args.clients} x requests={args.requests}, "
-          f"lengths={args.lengths}, threads={args.threads}", flush=True)
-    res: dict[str, Any] = {}
-    for name in args.contenders.split(","):
+    tok = load_tokenizer(args.model)
+    Path(args.logdir).mkdir(parents=True, exist_ok=True)
+    contenders = [c for c in args.contenders.split(",") if c]
+    skipped: dict[str, str] = {}
+    if "fastchat" in contenders and (why := serve_peers.fastchat_missing()):
+        skipped["fastchat"] = why
+        contenders.remove("fastchat")
+        print(f"SKIPPED fastchat: {why}", flush=True)
+    head = common.header("float32", args.threads)
+    print(head, flush=True)
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    renderer = Renderer(tok)
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+    plan = request_plan(args.clients, args.requests, args.lengths, prompts())
+    for req in plan:
+        req["prompt_tokens"] = count(renderer.prompt_text([{"role": "user", "content": req["prompt"]}]))
+    script, cargv = str(Path(__file__).resolve()), ["--threads", str(args.threads), "--model", args.model]
+    ceil = common.run_child(script, "ceiling", cargv, 900, print)
+    runners = {"instructkit": lambda: serve_peers.run_instructkit(args.model, plan, args, count),
+               "fastchat": lambda: serve_peers.run_fastchat(path, plan, args, count),
+               "hf": lambda: serve_peers.run_hf(args.model, plan, args, count),
+               "hf_batch": lambda: serve_peers.run_hf_batch(args.model, plan, args, count)}
+
+    def one(v: str, rnd: int) -> dict:
+        load = os.getloadavg()[0]
+        print(f"round {rnd + 1}/{args.rounds}: {v} (load {load:.1f}) ...", flush=True)
         t = time.time()
-        if name == "instructkit":
-            res[name] = run_instructkit(args.model, args, logdir)
-        elif name == "fastchat":
-            res[name] = run_fastchat(path, args, logdir)
-        elif name == "hf":
-            res[name] = run_hf(args.model, args)
-        res[name]["load_avg_after"] = [round(x, 1) for x in os.getloadavg()]
-        print(name, json.dumps(res[name]), f"({time.time() - t:.0f}s)", flush=True)
-    if "instructkit" in res:
-        for other in ("fastchat", "hf"):
-            if other in res and res[other]["tokens_per_s"]:
-                print(f"tokens/s instructkit / {other}: {res['instructkit']['tokens_per_s'] / res[other]['tokens_per_s']:.2f}x")
-    print("BENCH_JSON " + json.dumps(res))
+        try:
+            res = runners[v]()
+        except Exception as e:  # a contender that breaks is reported next to the others, not hidden
+            res = {"error": f"{type(e).__name__}: {e}"}
+        res.update(load_avg_1m_before=load, load_avg_1m_after=os.getloadavg()[0], round_s=round(time.time() - t, 1))
+        brief = {k: res.get(k) for k in ("tokens_per_s", "errors", "bad_responses", "p50_latency_s", "p99_latency_s",
+                                          "p50_ttft_s", "p99_ttft_s", "wall_s")} if "error" not in res else res["error"][:300]
+        print(f"  {v}: {brief} ({res['round_s']:.0f} s)", flush=True)
+        return res
+    runs = common.interleaved(contenders, args.rounds, one)
+    end = common.run_child(script, "ceiling", cargv, 900, print)
+    gf = max((c["ceiling"]["best_gflops"] for c in (ceil, end) if "ceiling" in c), default=None)
+    print("\n" + common.header("float32", args.threads))
+    if "ceiling" in ceil:
+        print(common.gemm_ceiling_line(ceil["ceiling"]) + f"; after the contenders: best "
+              f"{end.get('ceiling', {}).get('best_gflops')} GFLOP/s (the larger is used)")
+    summary = report(args, runs, ceil.get("params"), gf)
+    for v, why in skipped.items():
+        print(f"SKIPPED {v}: {why}")
+    common.write_json(args.json, {"bench": "serve", "date": started, "args": vars(args), "hardware": common.hardware(),
+                                  "header": head, "ceiling": [ceil, end], "skipped": skipped, "rounds": runs,
+                                  "summary": summary})
 
 
 if __name__ == "__main__":

@@ -439,3 +439,45 @@ def interleaved(contenders: Sequence[str], rounds: int, run: Callable[[str, int]
 def gemm_ceiling_line(c: dict[str, Any]) -> str:
     return (f"GEMM ceiling in this run ({c['dtype']}, {c['threads']} threads, M={c['tokens']}, the model's linear "
             f"shapes): best {c['best_gflops']} GFLOP/s, training mix (fwd, dgrad, wgrad) {c['train_gemm_gflops']}")
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The ``p``-th percentile (0-100) with linear interpolation between closest ranks (numpy's default):
+    p50 of [1, 2, 3, 4] is 2.5, p99 of 100 values lies between the two largest. ``None`` for no values."""
+    xs = sorted(values)
+    if not xs:
+        return None
+    pos = (len(xs) - 1) * min(max(p, 0.0), 100.0) / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def median_round(rounds: Sequence[dict], key: str) -> dict | None:
+    """The round whose ``key`` is the median (lower median for an even count) among rounds without an error:
+    its other numbers (latencies, RSS) are reported with it, so one table row is one real round."""
+    ok = sorted((r for r in rounds if "error" not in r and r.get(key) is not None), key=lambda r: r[key])
+    return ok[(len(ok) - 1) // 2] if ok else None
+
+
+def fmt_spread(s: dict[str, Any], digits: int = 1) -> str:
+    """``median [min-max] spread N%`` of a ``spread()`` record (``-`` when every round failed)."""
+    if s.get("median") is None:
+        return "-"
+    f = f"{{:.{digits}f}}"
+    out = f"{f.format(s['median'])} [{f.format(s['min'])}-{f.format(s['max'])}]"
+    return out + (f" spread {s['spread']:.0%}" if s.get("spread") is not None and s["n"] > 1 else "")
+
+
+NO_CEILING = ("no GEMM ceiling applies: this bench times {what} (no matrix multiplies), so no MFU is reported; "
+              "the ratio of the median rounds is the result")
+
+
+def write_json(path: str | Path | None, record: dict[str, Any]) -> None:
+    """``--json PATH``: the whole run (args, hardware, header, every round, the summary) as one file."""
+    if not path:
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(record, indent=1, default=str))
+    print(f"wrote {p}")
