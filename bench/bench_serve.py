@@ -104,10 +104,12 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], params: int | 
         mfu = (2.0 * params * (med["prompt_tokens"] + med["completion_tokens"]) / med["wall_s"] / (gf * 1e9)
                if params and gf else None)
         ratio = ik["tokens_per_s"] / med["tokens_per_s"] if ik and med["tokens_per_s"] else None
-        ttft = (f"{med['p50_ttft_s']:.2f} / {med['p99_ttft_s']:.2f}" if med.get("p50_ttft_s") is not None else "-")
+        def f2(x: float | None) -> str:
+            return "-" if x is None else f"{x:.2f}"
+        ttft = f"{f2(med.get('p50_ttft_s'))} / {f2(med.get('p99_ttft_s'))}" if med.get("p50_ttft_s") is not None else "-"
         print(f"| {v} | {med['requests']} | {errs}{f' (+{len(failed)} rounds failed)' if failed else ''} | "
               f"{sum(r.get('bad_responses', 0) for r in rs if 'error' not in r)} | {common.fmt_spread(tps)} | "
-              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {med['p50_latency_s']:.2f} / {med['p99_latency_s']:.2f} | "
+              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {f2(med['p50_latency_s'])} / {f2(med['p99_latency_s'])} | "
               f"{ttft} | {'-' if mfu is None else f'{mfu:.1%}'} |")
         summary[v] = {"median_round": med, "tokens_per_s": tps, "mfu": mfu, "instructkit_speedup": ratio,
                       "errors_all_rounds": errs, "failed_rounds": failed}
