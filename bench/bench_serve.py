@@ -115,6 +115,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], params: int | 
                       "errors_all_rounds": errs, "failed_rounds": failed}
     for v, rs in runs.items():
         for r in rs:
+            if "error" in r:  # the whole round failed (a server that did not come up): its log tail
+                print(f"{v} round {r.get('round')} FAILED: {r['error'][:3000]}")
             if r.get("error_samples") or r.get("bad_samples") or r.get("note"):
                 print(f"{v} round {r.get('round')}: " + "; ".join(f"{k} {r[k]}" for k in ("note", "error_samples", "bad_samples") if r.get(k)))
     return summary

@@ -73,12 +73,17 @@ def run_instructkit(model: str, plan: Sequence[dict], args: Any, count: Callable
 
 
 def fastchat_missing() -> str | None:
-    """Why FastChat cannot run here, or None. It needs PyPI ``fschat`` (0.2.36 is the last release)."""
-    try:
-        import fastchat  # noqa: F401
-        import fastchat.serve.openai_api_server  # noqa: F401 (its imports break first with a new dependency)
-    except Exception as e:  # ImportError, or a dependency that breaks at import
-        return f"FastChat not importable ({type(e).__name__}: {e}); pip install fschat"
+    """Why FastChat cannot run here, or None. It needs PyPI ``fschat`` (0.2.36 is the last release). Checked in a
+    child process: importing FastChat's servers replaces ``sys.stdout`` with its logger (every later print and the
+    SDK's request log would go through it, inside the bench's clock)."""
+    import importlib.util
+    if importlib.util.find_spec("fastchat") is None:
+        return "FastChat is not installed (pip install fschat)"
+    p = subprocess.run([sys.executable, "-c", "import fastchat.serve.openai_api_server, fastchat.serve.model_worker"],
+                       capture_output=True, text=True, timeout=300, check=False)
+    if p.returncode:
+        tail = (p.stderr or p.stdout).strip().splitlines()
+        return f"FastChat's servers do not import here: {tail[-1] if tail else f'exit {p.returncode}'}"
     return None
 
 
