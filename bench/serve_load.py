@@ -107,7 +107,9 @@ async def _load(base_url: str, model: str, plan: Sequence[dict], count_tokens: C
 
     t0 = time.perf_counter()
     await asyncio.gather(*[client(reqs) for reqs in by_client.values()])
-    return records, time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    await ac.close()  # inside this event loop (closing it after asyncio.run ends raises "Event loop is closed")
+    return records, wall
 
 
 def run_load(base_url: str, model: str, plan: Sequence[dict], count_tokens: Callable[[str], int]) -> dict[str, Any]:
