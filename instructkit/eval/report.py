@@ -74,6 +74,7 @@ def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path
     from instructkit.eval.cache import CachedLM
     from instructkit.eval.sets import load_eval_set
     from instructkit.eval.runner import evaluate
+    from instructkit.models.memory import release
 
     manifest = read_manifest(manifest_path)
     out = Path(out)
@@ -104,6 +105,7 @@ def held_out_report(base: str, tuned: str | list[str], manifest_path: str | Path
         allrows[label] = _read_rows(out / label.replace("@", "_seed") / "predictions.jsonl")
         rows[label] = {k: [r for r in v if not r.get("twin")] for k, v in allrows[label].items()}
         del lm, clm
+        release()  # one model resident at a time (a cycle would keep each scored model alive)
     task_rows = []
     for p, es in zip(plan, sets):
         task_rows.append(_task_row(p, es, results, rows, models, n_boot, seed))

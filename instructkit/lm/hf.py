@@ -6,7 +6,8 @@ length). Requests sharing a context are *packed*: one row holds the context once
 choice's tokens, with a custom 4D mask so each choice sees the context and its own earlier tokens only,
 and position ids that restart at the context length for each choice. So the prompt is run once, not
 once per choice, and rows of different groups are batched by length (right padded). Because the mask
-is explicit and 4D, the SDPA packed-row trap (position ids restarting with no mask) does not apply.
+is explicit and 4D, the SDPA packed-row trap (position ids restarting with no mask) does not apply. The LM
+head runs at the scored positions only, in bounded chunks (``instructkit/lm/scoring.py``).
 
 generate: the serve stage's continuous-batching engine (``instructkit/lm/generation.py``); HF ``generate``
 in fixed left-padded batches with ``generation="hf"``.
@@ -20,7 +21,7 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
-from instructkit.lm.packed import pack_rows, packed_batch
+from instructkit.lm.packed import pack_rows
 from instructkit.lm.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
 
 #: how generate() decodes: the serve engine (continuous batching) or HF generate (fixed padded batches)
@@ -207,46 +208,8 @@ class HFModel:
     def _score(self, rows: list, requests: list, idxs: list[int], out: list, bar: Any, cache: Any,
                plen: int) -> None:
         """Score packed rows (on top of a shared prefix's KV cache when ``cache`` is given)."""
-        import torch
-
-        from instructkit.lm.cache import cache_kwargs
-        from instructkit.lm.prefix import expand_cache, with_prefix
-
-        rows.sort(key=lambda r: -(len(r[0]) + sum(len(c) - 1 for _, c in r[1])))
-        dev = self.device
-        for b0 in range(0, len(rows), self.batch_size):
-            batch = rows[b0: b0 + self.batch_size]
-            input_ids, mask, position_ids, spans = packed_batch(batch, self.tokenizer.pad_token_id,
-                                                                 next(self.model.parameters()).dtype)
-            first = min(min(p[0] for _, p, _ in where) for where in spans)
-            keep = input_ids.shape[1] - first  # logits only from the first scored position on
-            kw: dict[str, Any] = dict(use_cache=False)
-            if cache is not None:
-                mask, position_ids = with_prefix(mask, position_ids, plen)
-                kw = dict(cache_kwargs(expand_cache(cache, len(batch))), use_cache=True)
-            kw.update(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
-            with torch.no_grad():
-                try:
-                    logits = self.model(**kw, logits_to_keep=keep).logits
-                except TypeError:  # an architecture without logits_to_keep: slice after the full head
-                    logits = self.model(**kw).logits[:, first:]
-            # on the model's device: only each continuation's log-probs and greedy flags reach the host, in
-            # one copy per batch (not batch x positions x vocabulary)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            sums, greedy, done = [], [], []
-            for b, where in enumerate(spans):
-                for i, positions, cont in where:
-                    rows_lp = logp[b, torch.tensor(positions, device=logp.device) - first]
-                    tgt = torch.tensor(cont, device=logp.device)
-                    sums.append(rows_lp.gather(1, tgt[:, None]).sum())
-                    greedy.append((rows_lp.argmax(-1) == tgt).all())
-                    done.append((i, len(cont)))
-            if done:
-                sums_h, greedy_h = torch.stack(sums).tolist(), torch.stack(greedy).tolist()
-                for (i, n), lp, g in zip(done, sums_h, greedy_h):
-                    out[idxs[i]] = LoglikelihoodResult(float(lp), bool(g), n, len(requests[i].continuation))
-                    bar.update(1)
-            self.stats["ll_tokens"] += sum(len(c) + sum(len(x) - 1 for _, x in cs) for c, cs in batch)
+        from instructkit.lm.scoring import score_rows
+        score_rows(self, rows, requests, idxs, out, bar, cache, plen)
 
     # -- generation ---------------------------------------------------------------------------------
     def prompt_of(self, r: GenerateRequest) -> tuple[str, bool]:

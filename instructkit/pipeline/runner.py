@@ -105,6 +105,11 @@ def run(recipe: Recipe, source: str | Path | None = None, *, until: str | None =
                           f"from {p.folder}", highlight=False)
             raise type(err)(f"stage {p.name!r} ({p.kind}): {err}") if type(err) in (InstructkitError, ConfigError) \
                 else err
+        finally:
+            # stages run in one process: the stage's models go now, not at some later cyclic collection
+            # (the demo's six trainings and seven scored models would otherwise pile up; models/memory.py)
+            from instructkit.models.memory import release
+            release()
         wall, cpu = round(time.perf_counter() - t0, 2), round(_cpu_s() - c0, 2)
         # the load average says whether a slow stage met a slow method or a busy machine
         timing = {"wall_s": wall, "cpu_s": cpu, "load_avg_1m": round(os.getloadavg()[0], 2)}

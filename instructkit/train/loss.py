@@ -19,31 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from instructkit.models.head import _identity, logit_postprocess  # noqa: F401  (re-exported)
+
 IGNORE_INDEX = -100
-
-
-def _identity(logits: torch.Tensor) -> torch.Tensor:
-    return logits
-
-
-#: config attribute -> what the model's own forward does to the logits after the head (we bypass that
-#: forward, so the loss must do it too). The start-up probe (train/probe.py) catches any model that does
-#: something not listed here.
-_POSTPROCESS = {
-    "final_logit_softcapping": lambda cap: (lambda x: torch.tanh(x / cap) * cap),  # Gemma-2/3
-    "logit_scale": lambda s: (lambda x: x * s),                                     # Cohere
-    "logits_scaling": lambda s: (lambda x: x / s),                                  # Granite
-}
-
-
-def logit_postprocess(lm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's post-head logit transform (identity for most architectures)."""
-    cfg = getattr(lm, "config", None)
-    fns = [make(v) for k, make in _POSTPROCESS.items()
-           if (v := getattr(cfg, k, None)) not in (None, 0, 1, 1.0) and isinstance(v, (int, float))]
-    if not fns:
-        return _identity
-    return lambda x: fns[0](x) if len(fns) == 1 else fns[1](fns[0](x))
 
 
 def _head_ce(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,

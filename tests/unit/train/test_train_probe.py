@@ -80,9 +80,9 @@ def test_soft_capped_model_gets_the_models_own_loss(tiny_tokenizer):
 
 def test_probe_refuses_a_head_the_loss_does_not_reproduce(tiny_tokenizer, monkeypatch):
     m = _gemma2(tiny_tokenizer)
-    import instructkit.train.loss as loss
+    import instructkit.models.head as head
 
-    monkeypatch.setattr(loss, "_POSTPROCESS", {})  # as if we did not know about soft-capping
+    monkeypatch.setattr(head, "_POSTPROCESS", {})  # as if we did not know about soft-capping
     assert logit_postprocess(m)(torch.ones(2)).tolist() == [1.0, 1.0]
     with pytest.raises(ConfigError, match="post-processes logits"):
         check_model(m, packing=False, attn_implementation="eager")
