@@ -118,3 +118,16 @@ def test_example_recipes_load_and_point_to_shipped_data(name, method):
     assert r.train.method == method and r.train.max_steps == 3
     for p in r.data.paths:
         assert (root / p).is_file(), p
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gradient_checkpointing_keeps_lora_losses(tmp_path, tiny_model_dir, dtype):
+    """The demo's memory lever (one layer's activations kept instead of all): LoRA with dropout (its masks
+    are replayed in the recomputation), fp32 or bf16 with fp32 master weights: the same losses step by step."""
+    runs = []
+    for gc in ("false", "true"):
+        r = recipe(tmp_path / gc, tiny_model_dir, "train.method=lora", "train.max_steps=4", "train.lora.r=4",
+                   "train.lora.dropout=0.1", f"model.dtype={dtype}", f"train.gradient_checkpointing={gc}")
+        runs.append(losses(train(r, examples=convs())))
+    assert len(runs[0]) == 4
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6 if dtype == "float32" else 1e-3)
