@@ -19,6 +19,7 @@ CASES = [
     ("Pablo has 9 bags with 6 shells each, so he has 9 * 6", 0.0),  # cut off before the product
     ("Maya has 9 bags with 6 marbles each, so she has 9 * 6 =", 0.0),
     ("9 * 6", 0.0),                                   # copying the prompt's numbers is not an answer
+    ("Answer: 50 + 4", 0.0),                          # nor an unevaluated sum
     ("9 x 6 = 50, no wait 54", 1.0),                  # the final number counts...
     ("9 x 6 = 54, no wait 60", 0.0),                  # ...also when it is wrong
     ("48, 54, 60", 0.0),                              # listing candidates pays only for the last one
