@@ -48,7 +48,8 @@ class RLSection(Section):
                                                   "instruction + optional answer).")
     template: Optional[str] = Field(None, description="Template id of the task (default: its first non-inverted one).")
     answer: Optional[dict] = Field(None, description="Override the task's answer scoring: {extract, compare, "
-                                                     "pattern} (e.g. {extract: number, compare: numeric}).")
+                                                     "pattern} (e.g. {extract: number, compare: numeric}: the last "
+                                                     "number; {extract: math, compare: math}: math-verify).")
     instruction: str = Field("", description="Text appended to every prompt (e.g. how to state the final answer).")
     train_prompts: int = Field(256, ge=1, description="Prompts used for rollouts (at most).")
     heldout_prompts: int = Field(64, ge=0, description="Held-out prompts scored before and after training "
@@ -59,6 +60,11 @@ class RLSection(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the rollouts.")
     rollout_batch_size: int = Field(64, ge=1, description="Sequences decoded together by the engine.")
+    num_iterations: int = Field(1, ge=1, description="mu (TRL's name; PPO's epochs): optimizer updates on each "
+                                                     "step's rollouts. 1: one update, on policy (ratio 1). > 1: old "
+                                                     "log-probs from a no-grad forward at rollout time, the step's "
+                                                     "micro-batches reused mu times in a seeded order: the clip acts. "
+                                                     "train.max_steps counts rollout steps (mu updates each).")
     # -- loss ----------------------------------------------------------------------------------------
     beta: float = Field(0.04, ge=0, description="KL coefficient: grpo adds beta * k3 KL to the loss; rloo "
                                                 "subtracts beta * KL(sequence) from the reward; ppo puts -beta * KL "

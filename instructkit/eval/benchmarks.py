@@ -13,7 +13,7 @@ from instructkit.data.shared import shared_data_dir
 from instructkit.data.tasks.answers import AnswerSpec
 from instructkit.data.tasks.formats import COT_TRIGGER, Format
 from instructkit.errors import DataError, InstructkitError
-from instructkit.eval.datasets import (LETTER_ANSWER, LETTERS, NUMBER_ANSWER, EvalItem, EvalSet, _need,
+from instructkit.eval.datasets import (LETTER_ANSWER, LETTERS, MATH_ANSWER, EvalItem, EvalSet, _need,
                                        read_jsonl)
 
 
@@ -135,7 +135,7 @@ def bbh_answer(targets: list[str]) -> tuple[AnswerSpec, list[str] | None]:
     if targets and all(re.fullmatch(r"\([A-Z]\)", t.strip()) for t in targets):
         return LETTER_ANSWER, None
     if targets and all(parse_number(t) is not None for t in targets):
-        return NUMBER_ANSWER, None
+        return MATH_ANSWER, None
     labels = sorted({t.strip() for t in targets})
     if 1 < len(labels) <= 6 and all(len(x.split()) <= 3 for x in labels):
         return AnswerSpec("choice", "normalized_text"), labels
@@ -175,6 +175,6 @@ def load_gsm8k(ref: str = "", fmt: str = "few_shot_cot", k: int = 8, data_dir: P
         head = "\n\n".join(shots) + "\n\n" if shots else ""
     items = [EvalItem("gsm8k", i, head + f"Question: {q}\nAnswer:" + (f" {COT_TRIGGER}" if f.cot and not f.few_shot else ""),
                       t, answer_kind="number", cot=True, stop=["\n\nQuestion:", "Question:"], max_new_tokens=256,
-                      example_id=f"gsm8k:{test.name}:{i}", answer=NUMBER_ANSWER)
+                      example_id=f"gsm8k:{test.name}:{i}", answer=MATH_ANSWER)
              for i, (q, t) in enumerate(rows)]
     return EvalSet("gsm8k", items, f.name, cluster="math")

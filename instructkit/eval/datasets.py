@@ -26,7 +26,8 @@ from instructkit.jsonl import iter_jsonl
 from instructkit.data.tasks.answers import COMPARE_OF_METRIC, DEFAULT_EXTRACT, AnswerSpec
 
 LETTERS = "ABCD"
-NUMBER_ANSWER = AnswerSpec("number", "numeric")
+#: GSM8K, numeric BBH targets: math-verify where installed, else the last number (docs/eval.md)
+MATH_ANSWER = AnswerSpec("math", "math")
 LETTER_ANSWER = AnswerSpec("letter", "exact")
 
 
@@ -71,7 +72,7 @@ class EvalItem:
         if self.answer is not None:
             return self.answer
         if self.answer_kind == "number":
-            return NUMBER_ANSWER
+            return MATH_ANSWER
         if self.answer_kind == "letter":
             return LETTER_ANSWER
         compare = COMPARE_OF_METRIC.get(self.metric, "normalized_text")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -61,6 +63,8 @@ class LoopConfig:
     count_fn: Callable[[dict], Any] | None = None  # None: trained tokens (labels != -100)
     objective: dict[str, Any] = field(default_factory=dict)  # the objective's settings (resume fingerprint)
     prepare_step: Callable[[list, int], list] | None = None  # RL: (prompt micro-batches, step) -> rollouts, per step
+    updates_per_step: int = 1  # RL's num_iterations (mu): optimizer updates on one step's rollouts, pass k > 0
+    reorder: Callable[[list, int, int], list] | None = None  # taking the micro-batches in reorder(micro, step, k)
     trackers: Any = None  # train.report_to: instructkit.train.trackers.Trackers
 
 
@@ -135,7 +139,7 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
     # --- sizes: micro-batches per rank per epoch -> optimizer steps ------------------------------------
     steps_per_epoch = math.ceil(len(epoch_loader(accelerator, rows, cfg, 0)) / cfg.grad_accum)
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-    optimizer, scheduler = cfg.build_optim(total_steps)
+    optimizer, scheduler = cfg.build_optim(total_steps * cfg.updates_per_step)  # the schedule counts updates
     ds = getattr(accelerator.state, "deepspeed_plugin", None)
     if ds is not None and ds.deepspeed_config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
         # DeepSpeed infers it from a prepared dataloader; ours are prepared per epoch, so say it here
@@ -191,25 +195,26 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
             if not (micro := list(islice(batches, cfg.grad_accum))):
                 break
             micro = cfg.prepare_step(micro, st.step) if cfg.prepare_step else micro  # RL: rollouts, current weights
-            # 1. trained tokens of the whole step, all micro-batches and all ranks
-            count = accelerator.reduce(sum((cfg.count_fn or trained_tokens)(mb) for mb in micro), "sum")
-            scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / count
-            # 2. forward + backward per micro-batch; gradients sync only on the last one
-            for i, mb in enumerate(micro):
-                last = i == len(micro) - 1
-                accelerator.sync_gradients = last
-                with contextlib.nullcontext() if last or not skip_sync else accelerator.no_sync(model):
-                    loss_sum = model(**mb)
-                    accelerator.backward(loss_sum * scale)
-                first.tick()  # the ETA, long before the first step ends
-                win_loss += loss_sum.detach()
-                win_tokens += mb["num_tokens"]
-            win_count += count
-            # 3. clip, step, schedule
-            grad_norm = dist.clip_grad_norm(accelerator, params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            for k in range(cfg.updates_per_step):  # RL's mu; 1. trained tokens of the step, all micro-batches + ranks
+                micro = cfg.reorder(micro, st.step, k) if k and cfg.reorder else micro
+                count = accelerator.reduce(sum((cfg.count_fn or trained_tokens)(mb) for mb in micro), "sum")
+                scale = accelerator.num_processes * accelerator.gradient_accumulation_steps / count
+                # 2. forward + backward per micro-batch; gradients sync only on the last one
+                for i, mb in enumerate(micro):
+                    last = i == len(micro) - 1
+                    accelerator.sync_gradients = last
+                    with contextlib.nullcontext() if last or not skip_sync else accelerator.no_sync(model):
+                        loss_sum = model(**mb)
+                        accelerator.backward(loss_sum * scale)
+                    first.tick()  # the ETA, long before the first step ends
+                    win_loss += loss_sum.detach()
+                    win_tokens += mb["num_tokens"]
+                win_count += count
+                # 3. clip, step, schedule
+                grad_norm = dist.clip_grad_norm(accelerator, params, cfg.max_grad_norm) if cfg.max_grad_norm else None
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             st.step += 1
             st.step_in_epoch += 1
             bar.update(1)
@@ -254,13 +259,11 @@ def _run_loop(accelerator: Any, model: Any, tokenizer: Any, rows: list, eval_row
                 if last_ckpt is None or last_ckpt.name != f"checkpoint-{st.step}":
                     last_ckpt = save(accelerator, model, tokenizer, optimizer, scheduler, st, cfg, total_steps,
                                      steps_per_epoch)
-                bar.close()
-                log.close()
+                bar.close(), log.close()
                 raise stop.interrupted(st.step, total_steps, last_ckpt)
         if st.step < total_steps or st.step_in_epoch >= steps_per_epoch:
             st.epoch, st.step_in_epoch = st.epoch + 1, 0
-    bar.close()
-    log.close()
+    bar.close(), log.close()
     return st, {"train_time_s": time.perf_counter() - t_start, "eval_and_checkpoint_s": side_time,
                 "session_tokens": session_tokens, "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch, "last_checkpoint": last_ckpt, "optimizer": optimizer,
@@ -285,15 +288,12 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, out: Path) -> None:
     """Weights only (HF folder or adapter), atomically."""
     tmp = out.parent / f".tmp-{out.name}"
     if accelerator.is_main_process:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     with ckpt.cleaned_on_failure(accelerator, tmp, out):
         ckpt.save_weights(accelerator, model, tokenizer, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        import os
-        import shutil
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -40,3 +40,28 @@ def test_recipe_dry_runs(path, monkeypatch, tmp_path):
     planned = runner.run(r, path, dry_run=True)
     assert planned and all(v["status"] == "run" for v in planned.values())
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def _strings(x):
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _strings(v)
+    elif isinstance(x, str):
+        yield x
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_shared_data_paths_point_beside_the_checkout(path):
+    """``../`` paths are relative to the recipe file (config/base.py): shared data is ../../shared from
+    recipes/, never ../shared (that is inside the repo, where nothing is; instructgpt_ppo's PPO stages
+    failed on it)."""
+    import os
+
+    import yaml
+    for s in _strings(yaml.safe_load(path.read_text())):
+        if s.startswith(("./", "../")) and "shared/" in s:
+            resolved = Path(os.path.normpath(path.parent / s))
+            assert resolved.is_relative_to(REPO.parent / "shared"), f"{path.name}: {s} -> {resolved}"

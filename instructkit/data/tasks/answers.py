@@ -16,11 +16,19 @@ space or the end; a decimal point is not an end), else the whole completion. The
 * ``choice``: the choice the span equals (normalised) or starts with, else the one named last, else "" (unparsed);
 * ``regex``: the first match of the declared ``pattern`` (group 1 if it has groups);
 * ``first_line``: the first non-empty line of the span;
-* ``full``: the whole completion, stripped (summaries and other long answers, with f1 / rouge_l).
+* ``full``: the whole completion, stripped (summaries and other long answers, with f1 / rouge_l);
+* ``math``: the answer HF's ``math-verify`` finds (``\\boxed{}``, LaTeX, "final answer is", else the
+  rightmost number *or expression*: a dangling ``9 * 6`` counts as 54), ``number`` where it finds nothing
+  or is not installed (``math_answers.py``).
 
 Comparators (:data:`COMPARATORS`): ``numeric`` (as numbers, relative tolerance 1e-9), ``exact``
 (stripped strings), ``normalized_text`` (SQuAD normalisation that keeps signs and decimal points of
-numbers and never lets a target normalise to nothing), ``f1`` (token F1), ``rouge_l``.
+numbers and never lets a target normalise to nothing), ``f1`` (token F1), ``rouge_l``, ``math``
+(math-verify's symbolic equality, ``\\frac{3}{4}`` == ``0.75``; ``numeric`` where it cannot judge).
+
+The task's declaration is what runs: ``number``/``numeric`` never call math-verify (a task that must not
+pay for an unevaluated expression, e.g. an RL reward on arithmetic, declares them); GSM8K and other
+math tasks declare ``math``/``math`` (docs/eval.md, docs/rl.md).
 """
 
 from __future__ import annotations
@@ -119,9 +127,15 @@ def full_text(text: str, choices: Sequence[str] | None = None, pattern: str | No
     return str(text).strip()
 
 
+def extract_math(text: str, choices: Sequence[str] | None = None, pattern: str | None = None) -> str:
+    from instructkit.data.tasks import math_answers
+    found = math_answers.extract(text)
+    return found if found is not None else extract_number(text)
+
+
 EXTRACTORS: dict[str, Callable[..., str]] = {
     "number": extract_number, "letter": extract_letter, "choice": extract_choice, "regex": extract_regex,
-    "first_line": first_line, "full": full_text,
+    "first_line": first_line, "full": full_text, "math": extract_math,
 }
 
 
@@ -201,13 +215,19 @@ def compare_rouge_l(pred: str, target: str | Sequence[str]) -> float:
     return rouge_l(pred, target)
 
 
+def compare_math(pred: str, target: str | Sequence[str]) -> float:
+    from instructkit.data.tasks import math_answers
+    judged = math_answers.equal(pred, _targets(target))
+    return judged if judged is not None else compare_numeric(pred, target)
+
+
 COMPARATORS: dict[str, Callable[[str, str | Sequence[str]], float]] = {
     "numeric": compare_numeric, "exact": compare_exact, "normalized_text": compare_normalized,
-    "f1": compare_f1, "rouge_l": compare_rouge_l,
+    "f1": compare_f1, "rouge_l": compare_rouge_l, "math": compare_math,
 }
 #: the metric name a comparator's score is reported under
 METRIC_OF = {"numeric": "exact_match", "exact": "exact_match", "normalized_text": "exact_match", "f1": "f1",
-             "rouge_l": "rouge_l"}
+             "rouge_l": "rouge_l", "math": "exact_match"}
 #: the default comparison for a task's legacy ``metric:`` key
 COMPARE_OF_METRIC = {"exact_match": "normalized_text", "accuracy": "normalized_text", "f1": "f1",
                      "rouge_l": "rouge_l"}
@@ -239,11 +259,6 @@ class AnswerSpec:
         return METRIC_OF[self.compare]
 
     def extract_text(self, text: str, choices: Sequence[str] | None = None) -> str:
-        if self.compare == "numeric":  # math answers: math-verify where installed (data/tasks/math_answers.py)
-            from instructkit.data.tasks import math_answers
-            found = math_answers.extract(text)
-            if found is not None:
-                return found
         return EXTRACTORS[self.extract](text, choices, self.pattern)
 
     def gold(self, target: str | Sequence[str], choices: Sequence[str] | None = None) -> list[str]:
@@ -254,17 +269,12 @@ class AnswerSpec:
         """``answer`` is already extracted (majority voting works on extracted answers)."""
         if not str(answer).strip():
             return 0.0
-        if self.compare == "numeric":
-            from instructkit.data.tasks import math_answers
-            judged = math_answers.equal(answer, self.gold(target, choices))
-            if judged is not None:
-                return judged
         return COMPARATORS[self.compare](answer, self.gold(target, choices))
 
     def to_dict(self) -> dict:
         out = {"extract": self.extract, "compare": self.compare, **({"pattern": self.pattern} if self.pattern else {})}
-        if self.compare == "numeric":
-            from instructkit.data.tasks import math_answers
+        if "math" in (self.extract, self.compare):  # which scorer ran: results from machines with and without
+            from instructkit.data.tasks import math_answers  # math-verify are not silently compared
             out["verifier"] = math_answers.verifier() or "instructkit"
         return out
 
@@ -286,4 +296,4 @@ def parse_answer(d: object, metric: str = "exact_match") -> AnswerSpec:
 
 
 #: the extraction used when a task declares only ``compare``
-DEFAULT_EXTRACT = {"numeric": "number", "f1": "full", "rouge_l": "full"}
+DEFAULT_EXTRACT = {"numeric": "number", "math": "math", "f1": "full", "rouge_l": "full"}

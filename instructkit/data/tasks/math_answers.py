@@ -1,10 +1,14 @@
-"""Math answers (GSM8K, MATH-style tasks: ``compare: numeric``) by HF's maintained ``math-verify``.
+"""Math answers (GSM8K, MATH-style tasks: ``extract: math``, ``compare: math``) by HF's maintained ``math-verify``.
 
-When ``math-verify`` is installed (``pip install 'instructkit[math]'``), a numeric task's completion is
+When ``math-verify`` is installed (``pip install 'instructkit[math]'``), a ``math`` task's completion is
 parsed by it (``\\boxed{}``, LaTeX fractions, ``$1,234``, ``72.0``, units...) and compared symbolically
 with the gold answer; otherwise, and for a completion it finds no answer in, our own extraction
 (``answers.extract_number`` / ``compare_numeric``) decides. Results record which one was used
 (``answer_spec.verifier``). docs/eval.md measures both on GSM8K outputs and lists their disagreements.
+
+Only tasks that declare ``math`` come here: math-verify also accepts an unevaluated expression as the
+answer (a completion cut off at "... so he has 9 * 6" scores 1 for gold 54), which an RL reward on
+arithmetic must not pay for (docs/rl.md); ``number``/``numeric`` tasks never call it.
 
 Nothing here imports the rest of instructkit: ``answers`` calls in, with its own fallback.
 """

@@ -2,10 +2,12 @@
 
 GRPO and RLOO train the clipped surrogate on per-token advantages (GRPO adds ``beta * k3`` to each
 token's loss); PPO adds the clipped value loss of its value head (a linear layer on the policy's last
-hidden state, InstructGPT's shared-trunk form), weighted ``vf_coef``. With one update per rollout the
-old policy is the current one: GRPO/RLOO take its log-probs from this forward (detached, ratio exactly
-1, as TRL does); PPO stores them at rollout time (they are needed for the KL reward), and the ratio is
-then 1 up to rounding at step 0 (tests/unit/train/test_rl_objective.py).
+hidden state, InstructGPT's shared-trunk form), weighted ``vf_coef``. With one update per rollout
+(``rl.num_iterations`` = 1) the old policy is the current one: GRPO/RLOO take its log-probs from this
+forward (detached, ratio exactly 1, as TRL does); PPO stores them at rollout time (they are needed for the
+KL reward), and the ratio is then 1 up to rounding (tests/unit/train/test_rl_train.py). With mu > 1
+every objective uses the rollout-time log-probs (``old_logp`` in the batch): the passes after the first
+see ratio != 1 and clip (tests/unit/train/test_rl_iterations.py).
 
 Dropout is off in RL (the policy ratio and the KL must compare the same function): the wrapper keeps the
 LM in eval mode while it trains - gradients flow the same.

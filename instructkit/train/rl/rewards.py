@@ -1,8 +1,8 @@
 """Reward functions, composable and weighted: ``total = sum_k weight_k * reward_k(completion)``.
 
 Kinds (``train.rl.rewards[].kind``): ``answer`` (the task's declared extraction + comparison against the
-gold answer, :class:`instructkit.data.tasks.answers.AnswerSpec`; a ``compare`` added there, e.g. a
-math-verify one, is available here by name), ``format`` (a regular expression), ``model`` (a trained
+gold answer, :class:`instructkit.data.tasks.answers.AnswerSpec`: ``number``/``numeric`` = the last number,
+``math``/``math`` = math-verify, which also pays for an unevaluated expression), ``format`` (a regular expression), ``model`` (a trained
 reward model, :class:`instructkit.lm.reward.RewardScorer`), ``function`` (a user function by dotted path
 ``pkg.mod:fn``, called with TRL's signature ``fn(prompts, completions, answers=..., **columns)``).
 

@@ -128,7 +128,8 @@ class RLObjective:
     # -- 3. loop hooks ---------------------------------------------------------------------------------
     def loop_hooks(self) -> dict[str, Any]:
         from instructkit.train.rl.losses import COUNTS
-        return {"collate": collate_prompts, "count_fn": COUNTS[self.step.w.p.agg], "prepare_step": self.step}
+        return {"collate": collate_prompts, "count_fn": COUNTS[self.step.w.p.agg], "prepare_step": self.step,
+                "updates_per_step": self.step.rl.num_iterations, "reorder": self.step.reorder}
 
     # -- 4. after the run ----------------------------------------------------------------------------
     def finish(self, recipe: Any, accelerator: Any, wrapper: Any) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The loop's per-step hook for RL: the step's prompts -> rollouts -> rewards -> advantages -> micro-batches.
 
-Called by ``train/loop.py`` once per optimizer step, before any forward of the step, with the prompt
-micro-batches the data loader gave; every completion is sampled with the weights of that moment (on
-policy). Rewards of all completions of the step are computed together; GRPO/RLOO advantages need only
+Called by ``train/loop.py`` once per step, before any forward of the step, with the prompt micro-batches
+the data loader gave; every completion is sampled with the weights of that moment (on policy). With
+``rl.num_iterations`` = mu > 1 the loop makes mu optimizer updates on the step's micro-batches (pass k > 0
+in the order :meth:`RLStep.reorder` gives); their old log-probs are then taken here, by a no-grad forward
+of the rollout policy, so the ratio moves away from 1 after the first update and the clip acts. Rewards of all completions of the step are computed together; GRPO/RLOO advantages need only
 each prompt's own group (a prompt's G completions always sit in the same micro-batch), PPO's are
 whitened over all tokens of the step.
 """
@@ -60,6 +62,12 @@ class RLStep:
                 b["adv"], s = adv[s:s + len(b["adv"])], s + len(b["adv"])
         return [{k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in b.items()} for b in out]
 
+    def reorder(self, micro: list[dict], step: int, k: int) -> list[dict]:
+        """Pass ``k`` (> 0) of ``rl.num_iterations`` over a step's micro-batches: a permutation seeded from
+        (seed, step, k), so a resumed run takes them in the same order."""
+        g = torch.Generator().manual_seed(step_seed(self.seed, step) + 7919 * k)
+        return [micro[i] for i in torch.randperm(len(micro), generator=g).tolist()]
+
     def _micro(self, rolls: list[Rollout], total: list[float]) -> dict:
         rl, g = self.rl, self.rl.num_generations
         b = build_batch(rolls, self.pad_id, rl.max_new_tokens)
@@ -70,7 +78,7 @@ class RLStep:
             with reference_mode(self.w.lm, self.ref) as ref_lm:
                 b["ref_logp"] = rollout_logprobs(ref_lm, dev)[0].cpu()
         old = vals = None
-        if self.algo == "ppo" or (self.algo == "rloo" and rl.beta > 0):
+        if self.algo == "ppo" or (self.algo == "rloo" and rl.beta > 0) or rl.num_iterations > 1:
             old, vals = rollout_logprobs(self.w.lm, dev, self.w.value_head if self.algo == "ppo" else None)
             old, b["old_logp"] = old.cpu(), old.cpu()
         r = torch.tensor(total, dtype=torch.float32)

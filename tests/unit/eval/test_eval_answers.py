@@ -66,6 +66,7 @@ def test_choice_and_regex_extraction():
 def test_answer_spec_from_yaml_mapping_and_errors():
     assert parse_answer(None, "exact_match") == AnswerSpec("first_line", "normalized_text")
     assert parse_answer({"compare": "numeric"}).extract == "number"
+    assert parse_answer({"compare": "math"}) == AnswerSpec("math", "math")
     assert parse_answer({"compare": "rouge_l"}).extract == "full"
     for bad, msg in [({"extract": "nope"}, "extract 'nope'"), ({"compare": "x"}, "compare 'x'"),
                      ({"extract": "regex"}, "needs pattern"), ({"foo": 1}, "unknown key 'foo'"), ("x", "mapping")]:
@@ -90,12 +91,12 @@ def test_task_yaml_declares_answer(tmp_path):
 
 def test_builtin_loaders_declare_scoring(tmp_path):
     assert bbh_answer(["(A)", "(C)"])[0] == AnswerSpec("letter", "exact")
-    assert bbh_answer(["12", "-3"])[0] == AnswerSpec("number", "numeric")
+    assert bbh_answer(["12", "-3"])[0] == AnswerSpec("math", "math")  # math-verify where installed
     spec, labels = bbh_answer(["True", "False", "True"])
     assert spec.extract == "choice" and labels == ["False", "True"]
     g = tmp_path / "test.jsonl"
     g.write_text(json.dumps({"question": "q", "answer": "x #### 1,000"}) + "\n")
-    assert load_gsm8k(str(g), "zero_shot_cot").items[0].spec == AnswerSpec("number", "numeric")
+    assert load_gsm8k(str(g), "zero_shot_cot").items[0].spec == AnswerSpec("math", "math")
     m = tmp_path / "m.jsonl"
     m.write_text(json.dumps(dict(question="q", answer_a="a", answer_b="b", answer_c="c", answer_d="d",
                                  correct_answer="B")) + "\n")

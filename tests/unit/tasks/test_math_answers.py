@@ -1,4 +1,5 @@
-"""Numeric (math) answers: math-verify where installed, our extraction as the fallback."""
+"""Math answers (``extract: math``, ``compare: math``): math-verify where installed, our extraction as the
+fallback; ``number``/``numeric`` never call it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from instructkit.data.tasks import math_answers
 from instructkit.data.tasks.answers import AnswerSpec
 
-SPEC = AnswerSpec("number", "numeric")
+SPEC = AnswerSpec("math", "math")
 
 
 def _score(completion: str, target: str) -> float:
@@ -57,3 +58,12 @@ def test_one_spelling_per_number_so_votes_agree():
     pytest.importorskip("math_verify")
     assert {SPEC.extract_text(t) for t in ("so $990.00", "The answer is 990.", "#### 990")} == {"990"}
     assert SPEC.extract_text("\\boxed{\\frac{3}{4}}") == "3/4" and SPEC.extract_text("it is 0.50") == "0.5"
+
+
+def test_number_numeric_is_what_the_task_declares_even_with_math_verify_installed():
+    pytest.importorskip("math_verify")
+    spec = AnswerSpec("number", "numeric")
+    assert spec.score(spec.extract_text("so the result is $\\boxed{\\frac{3}{4}}$"), "0.75") == 0.0  # last number 4
+    assert spec.score(spec.extract_text("so he has 9 * 6"), "54") == 0.0  # math-verify: 1 (the expression)
+    assert _score("so he has 9 * 6", "54") == 1.0
+    assert "verifier" not in spec.to_dict()

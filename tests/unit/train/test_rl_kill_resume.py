@@ -1,6 +1,7 @@
 """A real `instructkit train` PPO process (LoRA policy + value head) killed with SIGKILL mid-run and
 resumed ends with the same weights and the same per-step metrics as the uninterrupted run: the sampling
-of every rollout is seeded from (seed, step), the value head and optimizer state are in the checkpoint."""
+of every rollout is seeded from (seed, step), the value head and optimizer state are in the checkpoint;
+with ``num_iterations: 2`` (PPO epochs) also the order of the micro-batches in the second pass."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 STEPS = 6
 
 
-def _recipe(tmp_path, model_dir, data, name):
+def _recipe(tmp_path, model_dir, data, name, mu=1):
     p = tmp_path / f"{name}.yaml"
     p.write_text(f"""name: {name}
 seed: 5
@@ -29,6 +30,7 @@ data: {{paths: [{data}], max_length: 128}}
 train: {{objective: ppo, method: lora, max_steps: {STEPS}, save_every: 2, keep_last: 2, log_every: 1, lr: 5.0e-3,
         micro_batch_size: 2, grad_accum: 2, progress: false, tensorboard: false, warmup_steps: 1,
         rl: {{num_generations: 2, max_new_tokens: 8, heldout_prompts: 0, beta: 0.05, temperature: 1.0,
+             num_iterations: {mu},
              rewards: [{{kind: format, pattern: '[0-9]'}}, {{kind: answer}}]}}}}
 """)
     return p
@@ -47,13 +49,14 @@ def _weights(run):
     return load_file(str(run / "model" / "adapter_model.safetensors"))
 
 
-def test_rl_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("mu", [1, 2])
+def test_rl_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir, mu):
     data = arithmetic_prompts(tmp_path / "p.jsonl", 24)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    ref = _recipe(tmp_path, tiny_model_dir, data, "ref")
+    ref = _recipe(tmp_path, tiny_model_dir, data, "ref", mu)
     res = subprocess.run(_cmd(ref), env=env, capture_output=True)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
-    killed = _recipe(tmp_path, tiny_model_dir, data, "killed")
+    killed = _recipe(tmp_path, tiny_model_dir, data, "killed", mu)
     proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = sigkill_at_first_checkpoint(proc, tmp_path / "killed", 300)
     assert max(done) < STEPS
@@ -66,6 +69,8 @@ def test_rl_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
         for k in ("loss", "reward", "kl", "value_loss", "response_length"):
             assert abs(a[s][k] - b[s][k]) < 1e-6, (s, k, a[s], b[s])
     assert any(a[s]["kl"] > 0 for s in a)  # the policy moved: the comparison is not trivially equal
+    if mu > 1:
+        assert any(a[s]["clip_frac"] > 0 or abs(a[s]["ratio"] - 1) > 1e-6 for s in a)  # the later passes moved
     wa, wb = _weights(tmp_path / "ref"), _weights(tmp_path / "killed")
     assert wa.keys() == wb.keys()
     for k in wa:
