@@ -32,7 +32,8 @@ forward + LoRA training forward/backward, attention over the causal context), pe
 Loss parity (``--parity-steps``): both sides get the same fixed completions (their rollout call replaced by
 one returning fixed token ids: right and wrong answers of different lengths, one unfinished), hence the same
 rewards and advantages; their per-step losses (TRL's unrounded ``compute_loss`` output) are compared; <= 1%
-passes. It runs at T = 1 (TRL scores log-probs of logits / T, instructkit of the logits: equal only at T = 1)
+passes. It runs at the recipe's temperature (both sides score log-probs of logits / T, the distribution
+sampled from; before 2026-12-06 instructkit used the raw logits and parity held only at T = 1)
 and lr 1e-5 (``--parity-lr``; at the recipe's 5e-4 one Adam step on these unlikely texts gives KL ~5000 and
 the runs diverge from step 3).
 
@@ -186,9 +187,9 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=None)
     p.add_argument("--loss-agg", choices=tuple(rl_shared.LOSS_TYPE), default=None)
     p.add_argument("--parity-steps", type=int, default=3, help="steps of the loss-parity check (0 = skip)")
-    p.add_argument("--parity-temperature", type=float, default=1.0,
-                   help="temperature of the parity runs (no sampling there; TRL scores log-probs of logits / T, "
-                        "instructkit of the logits: they agree at T = 1)")
+    p.add_argument("--parity-temperature", type=float, default=None,
+                   help="temperature of the parity runs (default: the recipe's; both tools score log-probs of "
+                        "logits / T)")
     p.add_argument("--parity-lr", type=float, default=1e-5,
                    help="lr of the parity runs: small, so the policy stays near the fixed completions' start and a "
                         "step's rounding is not amplified (the recipe's 5e-4 moves it to KL ~5000 in one step)")
@@ -223,7 +224,8 @@ def main() -> None:
                               lambda v, _r: common.run_child(__file__, v, argv, args.timeout, print)) if timed else {}
     end = common.run_child(__file__, "ceiling", argv, args.timeout, print) if timed else {}  # load lowers it: max
     gf = max((c["ceiling"]["best_gflops"] for c in (ceil, end) if "ceiling" in c), default=None)
-    pargs = argparse.Namespace(**{**vars(args), "temperature": args.parity_temperature, "lr": args.parity_lr})
+    pargs = argparse.Namespace(**{**vars(args), "temperature": args.parity_temperature if args.parity_temperature is not None
+                                             else args.temperature, "lr": args.parity_lr})
     par_runs = {v: common.run_child(__file__, v, child_argv(pargs, args.parity_steps), args.timeout, print)
                 for v in ("parity_instructkit", "parity_trl")} if args.parity_steps else None
     print("\n" + common.header(args.dtype, args.threads or None))
