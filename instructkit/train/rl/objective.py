@@ -36,6 +36,7 @@ class LossParams:
     vf_coef: float = 0.1
     cliprange_value: float = 0.2
     has_reference: bool = True
+    temperature: float = 1.0  # the rollouts' sampling temperature: log-probs are of softmax(z / T)
 
 
 class Metrics:
@@ -73,7 +74,8 @@ class RLLoss(nn.Module):
 
     def forward(self, **b: Any) -> torch.Tensor:
         p = self.p
-        logp, ent, values = token_forward(self.lm, b, self.value_head if p.algo == "ppo" else None)
+        logp, ent, values = token_forward(self.lm, b, self.value_head if p.algo == "ppo" else None,
+                                          temperature=p.temperature)
         old = b.get("old_logp")
         old = logp.detach() if old is None else old
         adv = b["adv"]

@@ -92,8 +92,9 @@ def build_batch(rollouts: Sequence[Rollout], pad_id: int, max_new_tokens: int) -
             "max_new_tokens": torch.tensor(max_new_tokens), "num_tokens": torch.tensor(int(mask.sum()))}
 
 
-def _head_stats(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = head(hidden).float()
+def _head_stats(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = head(hidden).float() / temperature
     logp_all = F.log_softmax(logits, dim=-1)
     lp = logp_all.gather(-1, targets[:, None])[:, 0]
     with torch.no_grad():
@@ -102,17 +103,21 @@ def _head_stats(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) ->
 
 
 def token_forward(lm: Any, batch: dict[str, Any], value_head: nn.Module | None = None,
-                  chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                  chunk: int = 1024, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(log-probs, entropies, values or None)`` of the completion tokens, flat. The LM head and the
-    log-softmax run in chunks recomputed in backward: fp32 logits of all positions are never held."""
+    log-softmax run in chunks recomputed in backward: fp32 logits of all positions are never held.
+    ``temperature``: the rollouts' sampling temperature. The completions were drawn from softmax(z / T),
+    so the policy gradient, the ratio and the KL must use that distribution (TRL and verl divide the
+    logits by T too); raw logits would give the gradient of a policy that did not sample them."""
     from torch.utils.checkpoint import checkpoint
 
     out = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     keep = batch["labels"] != IGNORE
     hidden, targets = out.last_hidden_state[keep], batch["labels"][keep]
     head = lm.get_output_embeddings()
-    parts = [(checkpoint(_head_stats, head, hidden[s:s + chunk], targets[s:s + chunk], use_reentrant=False)
-              if torch.is_grad_enabled() else _head_stats(head, hidden[s:s + chunk], targets[s:s + chunk]))
+    t = temperature if temperature > 0 else 1.0  # greedy rollouts: the raw distribution
+    parts = [(checkpoint(_head_stats, head, hidden[s:s + chunk], targets[s:s + chunk], t, use_reentrant=False)
+              if torch.is_grad_enabled() else _head_stats(head, hidden[s:s + chunk], targets[s:s + chunk], t))
              for s in range(0, max(hidden.shape[0], 1), chunk)]
     lp = torch.cat([p[0] for p in parts])
     ent = torch.cat([p[1] for p in parts])
@@ -121,8 +126,8 @@ def token_forward(lm: Any, batch: dict[str, Any], value_head: nn.Module | None =
 
 
 @torch.no_grad()
-def rollout_logprobs(lm: Any, batch: dict[str, Any], value_head: nn.Module | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def rollout_logprobs(lm: Any, batch: dict[str, Any], value_head: nn.Module | None = None,
+                     temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and values) of the sampled tokens under the rollout policy, no gradient."""
-    lp, _, v = token_forward(lm, batch, value_head)
+    lp, _, v = token_forward(lm, batch, value_head, temperature=temperature)
     return lp, v

@@ -95,7 +95,7 @@ class RLObjective:
             made["ref"] = copy.deepcopy(lm).eval().requires_grad_(False) if not lora and rl.beta > 0 else None
             has_ref = lora or made["ref"] is not None
             params = LossParams(self.algo, rl.beta, rl.clip_eps_low, rl.clip_eps_high, rl.loss_agg, rl.vf_coef,
-                                rl.cliprange_value, has_reference=has_ref)
+                                rl.cliprange_value, has_reference=has_ref, temperature=rl.temperature)
             return RLLoss(lm, params, value_head(lm) if self.algo == "ppo" else None)
 
         # load, apply the method, wrap, prepare (DDP) and probe: the engine's own path; rollouts are padded

@@ -76,10 +76,11 @@ class RLStep:
         need_ref = self.w.p.has_reference
         if need_ref:
             with reference_mode(self.w.lm, self.ref) as ref_lm:
-                b["ref_logp"] = rollout_logprobs(ref_lm, dev)[0].cpu()
+                b["ref_logp"] = rollout_logprobs(ref_lm, dev, temperature=rl.temperature)[0].cpu()
         old = vals = None
         if self.algo == "ppo" or (self.algo == "rloo" and rl.beta > 0) or rl.num_iterations > 1:
-            old, vals = rollout_logprobs(self.w.lm, dev, self.w.value_head if self.algo == "ppo" else None)
+            old, vals = rollout_logprobs(self.w.lm, dev, self.w.value_head if self.algo == "ppo" else None,
+                                         temperature=rl.temperature)
             old, b["old_logp"] = old.cpu(), old.cpu()
         r = torch.tensor(total, dtype=torch.float32)
         if self.algo == "grpo":
