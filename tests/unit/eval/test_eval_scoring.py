@@ -11,6 +11,7 @@ import torch
 import instructkit.lm.scoring as scoring
 from instructkit.lm.api import LoglikelihoodRequest as R
 from instructkit.lm.hf import HFModel
+from tests.soft_cap import gemma2_soft_capped
 
 WORDS = "the cat sat on a mat and then it saw one more bird fly over the water near five old trees".split()
 
@@ -72,23 +73,8 @@ def test_chunks_do_not_change_the_numbers_and_bound_the_logits(tiny_model, tiny_
     assert [tuple(s) for s in rows if len(s) == 3] == [(1, 9, vocab)] * 2
 
 
-def _gemma2(tokenizer, cap=2.0):
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    cfg = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=8, final_logit_softcapping=cap,
-                       max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                       attn_implementation="eager")
-    torch.manual_seed(0)
-    m = Gemma2ForCausalLM(cfg).eval()
-    with torch.no_grad():  # logits large enough for the cap to matter
-        m.get_output_embeddings().weight.mul_(40)
-    return m
-
-
 def test_soft_capped_head_is_reproduced_or_refused(tiny_tokenizer, monkeypatch):
-    m = _gemma2(tiny_tokenizer)
+    m = gemma2_soft_capped(tiny_tokenizer)
     reqs = _requests(2, n=6)
     lm = HFModel(m, tiny_tokenizer, progress=False, batch_size=5)
     assert scoring.direct_head(lm) is not None  # soft-capping applied by hand

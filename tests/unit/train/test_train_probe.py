@@ -10,6 +10,7 @@ from instructkit.errors import ConfigError
 from instructkit.train.loss import CausalLMLoss, logit_postprocess
 from instructkit.train.packing import Example, collate_packed, make_rows, shift_labels
 from instructkit.train.probe import check_model, head_mismatch, packing_leak
+from tests.soft_cap import gemma2_soft_capped
 
 
 class LeakyAttention(torch.nn.Module):
@@ -46,23 +47,8 @@ def test_probe_refuses_a_model_whose_packed_examples_attend_to_each_other(tiny_m
     check_model(leaky, packing=False, attn_implementation="flash_attention_2")
 
 
-def _gemma2(tokenizer, cap=2.0):
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    cfg = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=8, final_logit_softcapping=cap,
-                       max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                       attn_implementation="eager")
-    torch.manual_seed(0)
-    m = Gemma2ForCausalLM(cfg).eval()
-    with torch.no_grad():  # logits large enough for the cap to matter
-        m.get_output_embeddings().weight.mul_(40)
-    return m
-
-
 def test_soft_capped_model_gets_the_models_own_loss(tiny_tokenizer):
-    m = _gemma2(tiny_tokenizer)
+    m = gemma2_soft_capped(tiny_tokenizer)
     ids = tiny_tokenizer("the cat sat on the mat and it was one of the water birds")["input_ids"]
     batch = collate_packed(make_rows([Example(ids, shift_labels(ids))], True, 1000), 0)
     with torch.no_grad():
@@ -79,7 +65,7 @@ def test_soft_capped_model_gets_the_models_own_loss(tiny_tokenizer):
 
 
 def test_probe_refuses_a_head_the_loss_does_not_reproduce(tiny_tokenizer, monkeypatch):
-    m = _gemma2(tiny_tokenizer)
+    m = gemma2_soft_capped(tiny_tokenizer)
     import instructkit.models.head as head
 
     monkeypatch.setattr(head, "_POSTPROCESS", {})  # as if we did not know about soft-capping
