@@ -22,10 +22,14 @@ Same precision: TRL's ``DPOConfig`` defaults to ``bf16=True`` (it says so in its
 fp32 model under bf16 autocast - that, not tokens, is why its chosen log-prob differed by ~0.23 nats before any
 update (BENCHMARKS.md, issue #24 13b). The bench sets ``bf16=False``; ``--trl-autocast`` restores TRL's default.
 Same optimizer: fused AdamW on both sides (TRL ``optim="adamw_torch_fused"``). One clock: a global torch
-optimizer step hook (``common.StepClock``) times both sides, not each tool's log.
+optimizer step hook (``common.StepClock``) times both sides, not each tool's log; it starts for both at the same
+point - the model on disk and the pairs in memory - so loading, tokenizing, trainer set-up and the reference pass
+are inside it on both sides (before 2026-12-06 10:30 UTC TRL's clock started after its model load and trainer
+construction, ours before ``train()``, which does all of that itself).
 
-Reported per contender (median and spread over ``--rounds`` interleaved rounds): pairs/s over the training call
-(reference pass included), median step time, MFU of the median step against the GEMM ceiling measured in the same
+Reported per contender (median and spread over ``--rounds`` interleaved rounds): pairs/s end to end (that clock),
+median step time after the first (steady state; the reference pass of the precomputing contenders is in step 1)
+and its ratio, MFU of the median step against the GEMM ceiling measured in the same
 run (policy FLOPs only: 6 N + attention per real token of chosen and rejected; the reference forward is not
 counted - it is overhead a cache avoids), peak RSS, and the max relative loss difference over the steps.
 
@@ -117,6 +121,10 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
+    # one clock for both tools from the same point: the model on disk and the pairs in memory, to the trained
+    # model (loading, tokenizing, trainer set-up and the reference pass inside it on both sides)
+    clock = common.StepClock()
+    clock.start()
     model, tok, _ = load(args)
     pairs = make_pairs(args.pairs, args.seed)
     order = ik_order(len(pairs), args.seed)
@@ -153,8 +161,6 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
 
     trainer = trainer_cls(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Logs()])
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
-    clock = common.StepClock()
-    clock.start()
     trainer.train()
     call_s = time.perf_counter() - clock.t0
     clock.stop()
@@ -177,7 +183,10 @@ def run_instructkit(args: argparse.Namespace) -> dict[str, Any]:
     from instructkit.config.recipe import Recipe
     from instructkit.train import train
 
-    _, _, path = load(args)
+    from instructkit.models import resolve_model
+
+    # train() loads the model itself, inside the clock (the tiny model is saved to a folder first)
+    path = load(args)[2] if args.model == "tiny" else resolve_model(args.model)
     pairs = make_pairs(args.pairs, args.seed)
     out = Path(tempfile.mkdtemp(prefix="bench-ik-dpo-"))
     data = out / "pairs.jsonl"

@@ -17,13 +17,14 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], ceil: dict, gf
     summary: dict[str, Any] = {}
     print(f"\nDPO sigmoid beta 0.1, {args.model} {args.dtype}, {args.steps} steps x {args.batch} pairs, lr {args.lr}, "
           f"{args.rounds} interleaved round(s): median [min-max]")
-    print("| contender | pairs/s (train call, ref. pass incl.) | instructkit speed-up | median step s | MFU (median step) "
-          "| peak RSS MiB | max rel. loss diff vs instructkit |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| contender | pairs/s end to end (load, set-up, ref. pass, steps) | instructkit speed-up | median step s "
+          "| step speed-up | MFU (median step) | peak RSS MiB | max rel. loss diff vs instructkit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ik_pps = common.spread([r["pairs_per_s"] for r in ok.get("instructkit", [])])["median"]
+    ik_step = common.spread([r["median_step_s"] for r in ok.get("instructkit", [])])["median"]
     for v, rs in runs.items():
         if not ok[v]:
-            print(f"| {v} | error: {rs[0].get('error', '')[:80]} | | | | | |")
+            print(f"| {v} | error: {rs[0].get('error', '')[:80]} | | | | | | |")
             continue
         pps = common.spread([r["pairs_per_s"] for r in ok[v]])
         step = common.spread([r["median_step_s"] for r in ok[v]])
@@ -35,10 +36,11 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], ceil: dict, gf
             n = min(len(ik["losses"]), len(r0["losses"]))
             diff = max(abs(a - b) / abs(b) for a, b in zip(r0["losses"][:n], ik["losses"][:n]))
         rel = f"{ik_pps / pps['median']:.2f}x" if ik_pps and v != "instructkit" else "1.00x"
+        srel = f"{step['median'] / ik_step:.2f}x" if ik_step and step["median"] and v != "instructkit" else "1.00x"
         print(f"| {v} | {pps['median']:.3f} [{pps['min']:.3f}-{pps['max']:.3f}] | {rel} | {step['median']:.3f} "
-              f"[{step['min']:.3f}-{step['max']:.3f}] | {'-' if mfu is None else f'{mfu:.0%}'} | {rss['median']:.0f} "
+              f"[{step['min']:.3f}-{step['max']:.3f}] | {srel} | {'-' if mfu is None else f'{mfu:.0%}'} | {rss['median']:.0f} "
               f"| {'-' if diff is None else f'{diff:.2%}'} |")
-        summary[v] = {"pairs_per_s": pps, "median_step_s": step, "peak_rss_mib": rss, "mfu": mfu,
+        summary[v] = {"pairs_per_s": pps, "median_step_s": step, "step_speedup": srel, "peak_rss_mib": rss, "mfu": mfu,
                       "max_rel_loss_diff": diff}
     for v, rs in ok.items():  # step 1 runs on the initial weights: equal chosen log-probs = equal tokens, precision
         if rs and rs[0].get("logps_chosen"):

@@ -117,7 +117,7 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
     world = accelerator.num_processes
     summary = {
         "run": str(run_dir), "method": t.method, "optimizer": type(info["optimizer"].optimizer).__name__,
-        "precision": _precision(m.dtype, accelerator.device.type, accelerator.mixed_precision), "attention": m.attn_implementation,
+        "precision": _precision(m.dtype, accelerator.device.type, accelerator.mixed_precision), "attention": _attention(accelerator, info["wrapper"], m.attn_implementation),
         "packing": t.packing,
         "effective_batch": f"{t.micro_batch_size * t.grad_accum * world} "
                            + (f"rows of <= {t.pack_tokens} tokens" if t.packing else "examples"),
@@ -148,3 +148,9 @@ def train(recipe: Any, *, examples: Sequence[Any] | None = None, eval_examples: 
                        summary=summary, model_dir=model_dir, last_checkpoint=info["last_checkpoint"],
                        best_dir=best if best.is_dir() else None,
                        model=accelerator.unwrap_model(info["wrapper"]).lm, tokenizer=tokenizer)
+
+
+def _attention(accelerator: Any, wrapper: Any, configured: str) -> str:
+    """The attention that ran: ``sdpa`` on packed rows becomes ``sdpa_packed`` (models/attention.py)."""
+    lm = getattr(accelerator.unwrap_model(wrapper), "lm", None)
+    return getattr(getattr(lm, "config", None), "_attn_implementation", None) or configured

@@ -95,7 +95,8 @@ def setup_model(recipe: Any, accelerator: Any, model: Any = None, *, wrap: Calla
                      spec=spec, gradient_checkpointing=t.gradient_checkpointing, model=model,
                      device_type=accelerator.device.type, device_map=dist.load_device_map(accelerator),
                      on_meta=dist.meta_rank(accelerator) and model is None,
-                     master_fp32=accelerator.mixed_precision != "no")
+                     master_fp32=accelerator.mixed_precision != "no",
+                     packed=t.packing if packing is None else packing)
     if dist.meta_rank(accelerator) and model is None:
         logging.getLogger("instructkit.train").info(
             "rank %d: model built on the meta device (no weights read); rank 0's are broadcast at prepare",

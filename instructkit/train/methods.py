@@ -110,13 +110,14 @@ def enable_checkpointing(model: Any) -> None:
 
 def build_model(name_or_path: str, *, method: str, dtype: str, attn_implementation: str, spec: AdapterSpec,
                 gradient_checkpointing: bool, model: Any = None, device_type: str = "cpu", device_map: Any = None,
-                on_meta: bool = False, master_fp32: bool = False) -> Any:
+                on_meta: bool = False, master_fp32: bool = False, packed: bool = False) -> Any:
     """Load (unless given) and prepare the model for ``method``; returns the trainable model.
 
     ``device_map``: where the weights load (``{"": gpu_index}``: straight onto this process's GPU).
     ``on_meta``: build the architecture on the meta device, reading no weights (FSDP ranks >= 1 with
     cpu_ram_efficient_loading: rank 0's weights are broadcast at prepare). ``master_fp32``: trainable
-    parameters kept fp32 while the compute dtype is half (mixed precision; train/distributed.py)."""
+    parameters kept fp32 while the compute dtype is half (mixed precision; train/distributed.py). ``packed``:
+    the rows are packed, so an ``sdpa`` model attends per example (models/attention.py: no T x T mask)."""
     from instructkit.models import load_model
 
     from instructkit.models.dtype import resolve_dtype
@@ -133,6 +134,9 @@ def build_model(name_or_path: str, *, method: str, dtype: str, attn_implementati
         else:
             model = load_model(name_or_path, dtype=dtype, attn_implementation=attn_implementation,
                                quantization=quant, device_map=device_map)
+    if packed:
+        from instructkit.models.attention import use_packed_attention
+        use_packed_attention(model)
     if method != "qlora" and gradient_checkpointing:
         enable_checkpointing(model)
     model = METHODS[method](model, spec, gradient_checkpointing)

@@ -139,3 +139,16 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer):
         CausalLMLoss(m)(**batch).backward()
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_packed_training_attends_per_example_and_padded_training_keeps_sdpa(tiny_tokenizer):
+    """build_model switches sdpa to sdpa_packed only for packed rows (models/attention.py)."""
+    from instructkit.models.attention import NAME
+    from instructkit.models.tiny import make_tiny_model
+    from instructkit.train.methods import AdapterSpec, build_model
+
+    spec = AdapterSpec(4, 8, 0.0, ["q_proj", "v_proj"])
+    for packed, want in ((True, NAME), (False, "sdpa")):
+        m = build_model("unused", method="lora", dtype="float32", attn_implementation="sdpa", spec=spec,
+                        gradient_checkpointing=False, model=make_tiny_model(tiny_tokenizer), packed=packed)
+        assert m.config._attn_implementation == want
