@@ -46,7 +46,7 @@ run prepare bench/bench_prepare.py --rounds 3 --n 4000                          
 run rouge   bench/bench_rouge.py --rounds 3 --n 20000 --ref-prefix 700 --dup-rate 0.3           # ~6-7 min
 run synth   bench/bench_synth.py --rounds 3 --n 8 --max-new-tokens 96                           # ~6-8 min
 run serve   bench/bench_serve.py --rounds 3 --threads 2 --clients 32 --requests 1 --lengths 16,32,64 --hf-requests 2  # ~7-10 min
-run dpo     bench/bench_dpo.py --rounds 3 --steps 4 --pairs 16 --batch 4 --threads 2            # ~7-8 min
+run dpo     bench/bench_dpo.py --rounds 3 --steps 8 --pairs 32 --batch 4 --threads 2            # ~11 min
 run eval    bench/bench_eval.py --rounds 3 --no-fast --threads 2 --subjects 2 --mmlu-n 5 --gsm8k-n 4 --bbh-n 1 --max-new-tokens 96  # ~8 min
 # rl: if present (bench/bench_rl.py is being written by another helper)
 [ -f bench/bench_rl.py ] && run rl bench/bench_rl.py --rounds 3                                 # size: see its --help
