@@ -8,6 +8,8 @@
 * **FSDP on CPU**: accelerate only turns FSDP on for accelerator devices; torch's ``fully_shard`` runs on
   gloo too, so a run launched with an FSDP config on a machine without GPUs gets the same FSDP2 path
   (this is how the 2-process tests prove sharding, saving and resuming on CPU).
+* **DeepSpeed on CPU**: accelerate ignores a DeepSpeed launch on a machine without GPUs; the run keeps it
+  by naming gloo as the backend (``_cpu_args``), and DeepSpeed runs ZeRO on its CPU accelerator.
 * **wrap class**: FSDP wraps the classes the model names in ``_no_split_modules`` (Llama, Qwen2, Mistral,
   ... decoder layers); a class named in the accelerate config that the model lacks is replaced by those.
 """
@@ -71,13 +73,29 @@ def make_accelerator(*, grad_accum: int, compute_dtype: str, max_grad_norm: floa
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     mixed = mixed_precision_for(compute_dtype, device_type)
     _allow_new_precision(mixed)
-    acc = Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu_dist, mixed_precision=mixed)
+    acc = Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=mixed, **_cpu_args(cpu_dist))
     if kind(acc) == "MULTI_CPU" and _flag("ACCELERATE_USE_FSDP"):
         enable_cpu_fsdp(acc)
     check_setup(acc, method=method, max_grad_norm=max_grad_norm)
     from instructkit.models.dtype import enable_tf32
     enable_tf32()
     return acc
+
+
+def _cpu_args(cpu_dist: bool) -> dict[str, Any]:
+    """Accelerator arguments of a multi-process launch without GPUs: gloo, and DeepSpeed when launched with a
+    DeepSpeed config. The trap: accelerate drops DeepSpeed whenever ``cpu=True`` (the run silently became
+    plain DDP), and with ``cpu=False`` it finds no device backend, so every rank believes it is rank 0 of 1.
+    Naming the backend (gloo) keeps ``cpu=False``: DeepSpeed initialises the process group on gloo (its CPU
+    accelerator uses oneCCL only when oneccl_bindings_for_pytorch is installed), accelerate reads rank and
+    world size from it, and the device is the CPU."""
+    if not cpu_dist:
+        return {"cpu": False}
+    if not _flag("ACCELERATE_USE_DEEPSPEED"):
+        return {"cpu": True}
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
 
 
 def _allow_new_precision(mixed: str) -> None:

@@ -160,6 +160,16 @@ def test_deepspeed_clips_by_the_recipe_norm_and_zero3_needs_16bit_save():
         dist.check_setup(acc, method="full", max_grad_norm=0.3)
 
 
+def test_deepspeed_launch_without_gpus_keeps_deepspeed_on_gloo(monkeypatch):
+    """accelerate drops DeepSpeed under cpu=True (a silent DDP run): a DeepSpeed launch on CPU names gloo."""
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert dist._cpu_args(False) == {"cpu": False}
+    assert dist._cpu_args(True) == {"cpu": True}  # torchrun / FSDP on CPU: accelerate's MULTI_CPU (gloo)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    args = dist._cpu_args(True)
+    assert args["cpu"] is False and [h.backend for h in args["kwargs_handlers"]] == ["gloo"]
+
+
 # --- item 1: placement at load ------------------------------------------------------------------------
 def test_model_loads_onto_its_gpu_unless_fsdp_or_deepspeed_places_it():
     gpu = types.SimpleNamespace(type="cuda")
