@@ -98,7 +98,7 @@ def save_weights(accelerator: Any, wrapper: Any, tokenizer: Any, out: Path, *, f
     elif fsdp and not final:
         sd = None
     else:
-        state = accelerator.get_state_dict(wrapper)
+        state = accelerator.get_state_dict(wrapper) or {}  # ZeRO-3 gathers onto rank 0; the others get None
         sd = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
         if final and not hasattr(lm, "peft_config"):
             sd = _as_loaded(sd, lm)

@@ -217,7 +217,8 @@ def run_on_model(accelerator: Any, wrapper: Any, fn: Any) -> Any:
     unwrapped module (no DDP hooks)."""
     module = accelerator.unwrap_model(wrapper)  # keep_fp32_wrapper=False would strip autocast for good
     if kind(accelerator) != "FSDP":
-        return fn(module.lm)
+        with _zero3_gathered(module):
+            return fn(module.lm)
     root = wrapper
     saved = root.__dict__.get("forward")
     root.forward = lambda *a, **k: fn(module.lm)
@@ -229,6 +230,23 @@ def run_on_model(accelerator: Any, wrapper: Any, fn: Any) -> Any:
         else:
             root.forward = saved
         _reshard(root)
+
+
+def _zero3_gathered(module: Any) -> Any:
+    """Whole weights for a forward outside DeepSpeed's engine (the start-up probe, the DPO reference), ZeRO-3
+    only. The trap: under ZeRO-3, accelerate registers its DeepSpeed config with transformers, whose
+    ``from_pretrained`` then loads the model already partitioned (``deepspeed.zero.Init``, whatever
+    ``zero3_init_flag`` says): every weight is an empty placeholder until DeepSpeed's hooks gather it, and those
+    hooks only exist once the loop's prepare has built the engine. Gathering here holds the whole model on
+    every rank for the duration of the call (all ranks must call)."""
+    import contextlib
+
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]  # DeepSpeed marks partitioned parameters
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
 def run_eval_fn(accelerator: Any, model: Any, eval_fn: Callable) -> dict[str, float]:

@@ -181,7 +181,8 @@ def param_counts(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters; 4-bit weights count as their logical size (2 values per byte)."""
     trainable = total = 0
     for p in model.parameters():
-        n = p.numel() * (2 if p.dtype.itemsize == 1 and not p.is_floating_point() else 1)
+        # ZeRO-3 loads partitioned: the parameter is an empty placeholder and ds_numel its real size
+        n = getattr(p, "ds_numel", p.numel()) * (2 if p.dtype.itemsize == 1 and not p.is_floating_point() else 1)
         total += n
         if p.requires_grad:
             trainable += n
