@@ -15,8 +15,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+            # ZeRO-3 loads the model partitioned: p is an empty 1-D placeholder and ds_shape its real shape
+            # (by p.ndim every matrix would land in no_decay, undecayed)
+            (decay if len(getattr(p, "ds_shape", p.shape)) >= 2 else no_decay).append(p)
+    # no empty group: DeepSpeed drops it from the optimizer, and the LR schedule built before (one LR per
+    # group) then no longer fits it
+    groups = [{"params": decay, "weight_decay": weight_decay}] if decay or not no_decay else []
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups

@@ -170,6 +170,20 @@ def test_deepspeed_launch_without_gpus_keeps_deepspeed_on_gloo(monkeypatch):
     assert args["cpu"] is False and [h.backend for h in args["kwargs_handlers"]] == ["gloo"]
 
 
+def test_zero3_placeholders_are_grouped_by_their_real_shape():
+    """ZeRO-3 loads partitioned (empty 1-D placeholders carrying ds_shape): matrices still get weight decay, and
+    no empty group goes to DeepSpeed (it drops it, and the LR schedule built before no longer fits)."""
+    from instructkit.train.optim import param_groups
+
+    m = torch.nn.Linear(4, 3)
+    for p in m.parameters():
+        p.ds_shape = p.shape
+        p.data = torch.empty(0)
+    assert [(len(g["params"]), g["weight_decay"]) for g in param_groups(m, 0.1)] == [(1, 0.1), (1, 0.0)]
+    m.weight.requires_grad_(False)
+    assert [g["weight_decay"] for g in param_groups(m, 0.1)] == [0.0]
+
+
 # --- item 1: placement at load ------------------------------------------------------------------------
 def test_model_loads_onto_its_gpu_unless_fsdp_or_deepspeed_places_it():
     gpu = types.SimpleNamespace(type="cuda")
