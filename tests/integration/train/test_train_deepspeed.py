@@ -66,7 +66,8 @@ def check_save_resume(tmp_path: Path, monkeypatch, method: str, config: Path) ->
     assert max((a[k].float() - w0[k].float()).abs().max().item() for k in a) < 1e-4
 
 
-@pytest.mark.slow  # ~2 min each (3 trainings, 2 of them 2-process, DeepSpeed's import and op build)
+@pytest.mark.slow  # 42-293 s each here under load: 3 trainings, 2 of them 2-process, and the first run
+# JIT-builds DeepSpeed's shared-memory comm op
 def test_zero2_lora_save_resume(tmp_path, monkeypatch):
     check_save_resume(tmp_path, monkeypatch, "lora", ZERO2)
 
