@@ -66,8 +66,8 @@ def check_save_resume(tmp_path: Path, monkeypatch, method: str, config: Path) ->
     assert max((a[k].float() - w0[k].float()).abs().max().item() for k in a) < 1e-4
 
 
-@pytest.mark.slow  # 42-293 s each here under load: 3 trainings, 2 of them 2-process, and the first run
-# JIT-builds DeepSpeed's shared-memory comm op
+# default suite like the FSDP2 LoRA test (42-58 s here under load; the first run on a machine adds DeepSpeed's
+# one-time JIT build of its shared-memory comm op, cached in ~/.cache/torch_extensions); the others are slow
 def test_zero2_lora_save_resume(tmp_path, monkeypatch):
     check_save_resume(tmp_path, monkeypatch, "lora", ZERO2)
 
