@@ -13,7 +13,8 @@ Cases (instructkit's own loaders build every prompt; lm-eval gets the same text 
 * ``bbh``: BIG-Bench Hard 3-shot CoT, greedy, ``--bbh-n`` questions of each of ``--bbh-tasks`` (../shared/data/bbh).
 
 Contenders, each in its own child process (``bench/common.py``: separate peak RSS and CPU time), model
-SmolLM2-135M-Instruct in float32, ``--batch-size`` for both: ``lm_eval`` (``HFLM`` + ``simple_evaluate``,
+SmolLM2-135M-Instruct in float32, ``--batch-size`` for both (lm-eval's batch; our scoring rows and the engine's decode
+width): ``lm_eval`` (``HFLM`` + ``simple_evaluate``,
 ``log_samples=True``), ``ours`` (``HFModel`` + ``instructkit.eval.runner.evaluate``: prefix reuse for
 log-likelihood, the serve engine's continuous batching for generation), and ``ours_fast`` (``--dtype auto``'s
 pick, run only when it is not float32 or ``--fast-dtype`` forces one), compared with ``ours`` in float32.
@@ -159,7 +160,8 @@ def child_ours(args: argparse.Namespace, case_sets: list, dtype: str) -> dict:
     from instructkit.lm.hf import HFModel
     from instructkit.eval.runner import evaluate
 
-    lm = HFModel(args.path, dtype=dtype, batch_size=args.batch_size, progress=False)
+    # the engine decodes --batch-size rows, lm-eval's batch is --batch-size too (the same width for both tools)
+    lm = HFModel(args.path, dtype=dtype, batch_size=args.batch_size, gen_batch_size=args.batch_size, progress=False)
     with tempfile.TemporaryDirectory() as d:
         t0, c0 = time.perf_counter(), time.process_time()
         evaluate(lm, case_sets, d, progress=False)  # what `instructkit eval` runs (a fresh cache)

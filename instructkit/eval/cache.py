@@ -1,9 +1,11 @@
 """Request-level result cache: what makes an interrupted evaluation resumable.
 
 Every request is keyed by a hash of (model fingerprint, request fields). Results are appended to
-``cache.jsonl`` in the output folder one chunk at a time and flushed + fsynced, so after a crash or
-Ctrl-C a rerun recomputes only what is missing. Chunks are sized so a flush happens at least every
-``flush_seconds`` (slow generative evals write small chunks, fast scoring large ones). A torn last line (killed mid-write) is ignored.
+``cache.jsonl`` in the output folder and flushed + fsynced, so after a crash or Ctrl-C a rerun recomputes
+only what is missing. Scoring goes in chunks sized so a flush happens at least every ``flush_seconds``.
+Generation with a backend that streams results (``generate_iter``: the local engine) goes in one call - the
+engine keeps its batch full across tasks - and each result is written as it finishes (fsynced at least every
+``flush_seconds``). A torn last line (killed mid-write) is ignored.
 The wrapper also times the backend calls it makes, for the throughput report.
 """
 
@@ -15,7 +17,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from instructkit.jsonl import read_log
 from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
@@ -55,7 +57,10 @@ class CachedLM:
             self.store.update((rec["k"], rec["r"]) for rec in read_log(self.path, ("k", "r"))[0])
 
     def _run(self, kind: str, reqs: Sequence[Any], call: Callable[[list], list], build: Callable[[dict], Any],
-             on_chunk: Callable[[int], None] | None = None) -> list[Any]:
+             on_done: Callable[[list[int]], None] | None = None,
+             stream: Callable[[list], Iterator[tuple[int, Any]]] | None = None) -> list[Any]:
+        """Answer ``reqs`` from the store, compute the rest: through ``stream`` (all at once, each result stored
+        as it arrives) when the backend has one, else ``call`` in chunks. ``on_done(indices)``: progress."""
         keys = [request_key(self.fingerprint, kind, r) for r in reqs]
         out: list[Any] = [None] * len(reqs)
         todo = []
@@ -65,36 +70,75 @@ class CachedLM:
                 self.cached_hits[kind] += 1
             else:
                 todo.append(i)
-        if on_chunk and len(todo) < len(reqs):
-            on_chunk(len(reqs) - len(todo))
+        if on_done and len(todo) < len(reqs):
+            on_done(sorted(set(range(len(reqs))) - set(todo)))
         fh = self.path.open("a", encoding="utf-8") if self.path else None
         try:
-            c0 = 0
-            while c0 < len(todo):
-                idx = todo[c0: c0 + self._next_chunk(kind)]
-                c0 += len(idx)
-                t0 = time.perf_counter()
-                res = call([reqs[i] for i in idx])
-                dt = time.perf_counter() - t0
-                self.seconds[kind] += dt
-                self._sec_per_req[kind] = dt / len(idx)
-                self.computed[kind] += len(idx)
-                for i, r in zip(idx, res):
-                    out[i] = r
-                    self.store[keys[i]] = asdict(r)
-                    if isinstance(r, GenerateResult):
-                        self.gen_tokens += sum(r.n_tokens)
-                    if fh:
-                        fh.write(json.dumps({"k": keys[i], "r": asdict(r)}, ensure_ascii=False) + "\n")
-                if fh:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                if on_chunk:
-                    on_chunk(len(idx))
+            if stream is not None:
+                if todo:
+                    self._stream(kind, reqs, todo, keys, out, stream, fh, on_done)
+            else:
+                self._chunks(kind, reqs, todo, keys, out, call, fh, on_done)
         finally:
             if fh:
                 fh.close()
         return out
+
+    def _chunks(self, kind: str, reqs: Sequence[Any], todo: list[int], keys: list[str], out: list[Any],
+                call: Callable[[list], list], fh: Any, on_done: Callable[[list[int]], None] | None) -> None:
+        c0 = 0
+        while c0 < len(todo):
+            idx = todo[c0: c0 + self._next_chunk(kind)]
+            c0 += len(idx)
+            t0 = time.perf_counter()
+            res = call([reqs[i] for i in idx])
+            dt = time.perf_counter() - t0
+            self.seconds[kind] += dt
+            self._sec_per_req[kind] = dt / len(idx)
+            for i, r in zip(idx, res):
+                out[i] = r
+                self._record(kind, keys[i], r, fh)
+            if fh:
+                fh.flush()
+                os.fsync(fh.fileno())
+            if on_done:
+                on_done(idx)
+
+    def _record(self, kind: str, key: str, r: Any, fh: Any) -> None:
+        self.computed[kind] += 1
+        self.store[key] = d = asdict(r)
+        if isinstance(r, GenerateResult):
+            self.gen_tokens += sum(r.n_tokens)
+        if fh:
+            fh.write(json.dumps({"k": key, "r": d}, ensure_ascii=False) + "\n")
+
+    def _stream(self, kind: str, reqs: Sequence[Any], todo: list[int], keys: list[str], out: list[Any],
+                stream: Callable[[list], Iterator[tuple[int, Any]]], fh: Any,
+                on_done: Callable[[list[int]], None] | None) -> None:
+        """Every uncached request in one backend call (its batch stays full across tasks and to the end); each
+        result is written and flushed to the OS as it arrives (a killed process loses none), fsynced at least
+        every ``flush_seconds``."""
+        t0 = synced = time.perf_counter()
+        every = self.flush_seconds or 0.0
+        results = stream([reqs[i] for i in todo])
+        try:
+            for j, r in results:
+                i = todo[j]
+                out[i] = r
+                self._record(kind, keys[i], r, fh)
+                if fh:
+                    fh.flush()
+                    if time.perf_counter() - synced >= every:
+                        os.fsync(fh.fileno())
+                        synced = time.perf_counter()
+                if on_done:
+                    on_done([i])
+        finally:
+            getattr(results, "close", lambda: None)()  # stopped early (an error here): the backend cancels the rest
+            self.seconds[kind] += time.perf_counter() - t0
+            if fh:
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def _next_chunk(self, kind: str) -> int:
         """Requests in the next backend call: as many as fit in flush_seconds at the measured rate (the first
@@ -110,9 +154,12 @@ class CachedLM:
         return max(self.min_chunk, min(self.chunk_size, fit))
 
     def loglikelihood(self, reqs: Sequence[LoglikelihoodRequest],
-                      on_chunk: Callable[[int], None] | None = None) -> list[LoglikelihoodResult]:
-        return self._run("loglikelihood", reqs, self.lm.loglikelihood, lambda d: LoglikelihoodResult(**d), on_chunk)
+                      on_done: Callable[[list[int]], None] | None = None) -> list[LoglikelihoodResult]:
+        return self._run("loglikelihood", reqs, self.lm.loglikelihood, lambda d: LoglikelihoodResult(**d), on_done)
 
     def generate(self, reqs: Sequence[GenerateRequest],
-                 on_chunk: Callable[[int], None] | None = None) -> list[GenerateResult]:
-        return self._run("generate", reqs, self.lm.generate, lambda d: GenerateResult(**d), on_chunk)
+                 on_done: Callable[[list[int]], None] | None = None) -> list[GenerateResult]:
+        """Generate (cached ones from the store); a backend with ``generate_iter`` (the local engine) gets every
+        uncached request in one call, so continuous batching spans every task passed here."""
+        return self._run("generate", reqs, self.lm.generate, lambda d: GenerateResult(**d), on_done,
+                         getattr(self.lm, "generate_iter", None))

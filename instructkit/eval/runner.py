@@ -200,15 +200,23 @@ def evaluate(lm: Any, sets: Sequence[EvalSet], out_dir: str | Path | None = None
     all_rows: list[dict] = []
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, disable=not progress, transient=True) as bar:
+        plans = []
         for es in sets:
             ll, gen = requests_for(es, self_consistency, temperature, seed, chat=renders_chat(clm), calibrate=calibrate)
-            t = bar.add_task(f"{es.name} ({es.fmt})", total=len(ll) + len(gen))
-            step = lambda n, t=t: bar.advance(t, n)  # noqa: E731
-            ll_res = _dedup_ll(clm, ll, step) if ll else []
-            gen_res = clm.generate(gen, step) if gen else []
+            plans.append((es, ll, gen, bar.add_task(f"{es.name} ({es.fmt})", total=len(ll) + len(gen))))
+        ll_res = [_dedup_ll(clm, ll, lambda idx, t=t: bar.advance(t, len(idx))) if ll else []
+                  for es, ll, gen, t in plans]
+        # every set's generation in one call: the engine's batch stays full across sets and to the end (a set
+        # at a time, each in chunks, left batches draining to one row at every chunk's end)
+        gens = [r for _, _, gen, _ in plans for r in gen]
+        owner = [t for _, _, gen, t in plans for _ in gen]
+        gen_all = clm.generate(gens, lambda idx: [bar.advance(owner[i], 1) for i in idx]) if gens else []
+        k = 0
+        for (es, ll, gen, t), ll_rs in zip(plans, ll_res):
+            gen_res, k = gen_all[k: k + len(gen)], k + len(gen)
             mc = [it for it in es.items if it.choices is not None]
             gi = [it for it in es.items if it.choices is None]
-            rows = _score_mc(mc, ll_res, calibrate) + _score_gen(gi, gen_res)
+            rows = _score_mc(mc, ll_rs, calibrate) + _score_gen(gi, gen_res)
             rows.sort(key=lambda r: r["idx"])
             for r in rows:
                 r["set"] = es.name  # the set's name (mmlu:FILE), the item's task may be shorter (mmlu)

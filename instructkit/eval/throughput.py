@@ -41,6 +41,7 @@ def throughput_record(lm: Any, cached: Any, sets: Sequence[Any] = ()) -> dict[st
     return {
         "backend": type(lm).__name__,
         "batch_size": getattr(lm, "batch_size", None),
+        "gen_batch_size": getattr(lm, "gen_batch_size", None),
         "dtype": getattr(lm, "dtype", None),
         "hardware": hardware(),
         "scoring": {"requests": n_ll, "seconds": round(ll_s, 4),
@@ -61,5 +62,6 @@ def format_throughput(t: dict[str, Any]) -> str:
     if s["requests"]:
         parts.append(f"scoring: {s['examples_per_s']} examples/s ({s['requests_per_s']} requests/s)")
     if g["requests"]:
-        parts.append(f"generation: {g['tokens_per_s']} tokens/s ({g['tokens']} tokens)")
+        width = f", {t['gen_batch_size']} rows" if t.get("gen_batch_size") else ""
+        parts.append(f"generation: {g['tokens_per_s']} tokens/s ({g['tokens']} tokens{width})")
     return "; ".join(parts)

@@ -13,8 +13,10 @@ Public API (stable; the server, evaluation and RL rollouts build on it):
   ``Request.done`` is set when all ``params.n`` completions are in ``Request.outputs``;
   ``Request.cancel()`` frees its slots at the next step.
 * ``generate_many([(prompt_ids, params), ...]) -> [RequestOutput]``: run to completion, in input order
-  (in the caller's thread when the engine thread is not started). Prompts sharing >=
-  ``prefix_min_tokens`` leading tokens (k-shot exemplars) prefill that prefix once.
+  (in the caller's thread when the engine thread is not started); ``as_completed(items)`` yields
+  ``(index, RequestOutput)`` as each finishes (all queued at once: the batch stays full to the end). Each
+  group of prompts sharing >= ``prefix_min_tokens`` leading tokens (one task's k-shot exemplars) prefills
+  that prefix once.
 * ``stream(prompt_ids, params) -> Iterator[Event]``: one request's events as they come; closing the
   iterator cancels the request.
 * ``start()`` / ``stop()`` the engine thread (the server); ``call(fn)`` runs ``fn`` between steps;
@@ -118,20 +120,32 @@ class Engine:
     def generate_many(self, items: Sequence[tuple[Sequence[int], SamplingParams]]) -> list[RequestOutput]:
         """Generate for every ``(prompt_ids, params)``; batched continuously; returns in input order.
         Safe to call from any thread, also while the engine thread runs."""
-        pin = self._pin([ids for ids, _ in items])
+        out: list[Any] = [None] * len(items)
+        for i, o in self.as_completed(items):
+            out[i] = o
+        return out
+
+    def as_completed(self, items: Sequence[tuple[Sequence[int], SamplingParams]]
+                     ) -> Iterator[tuple[int, RequestOutput]]:
+        """``generate_many`` yielding ``(input index, output)`` as each request finishes: every item is queued
+        at once, so the batch stays full until the queue drains, and the caller can store results meanwhile.
+        Closing the iterator early cancels what is left."""
+        from instructkit.lm.prefix import prompt_pins
+
+        pins = prompt_pins([ids for ids, _ in items], 0 if self.adapters else self.prefix_min_tokens)
+        finished: queue.SimpleQueue = queue.SimpleQueue()
         reqs: list[Request] = []
         try:
-            for ids, p in items:
-                reqs.append(self.submit(ids, p, pin=pin))
-            for r in reqs:
-                while not r.done.is_set():
-                    if self._thread is None:
+            for i, ((ids, p), pin) in enumerate(zip(items, pins)):
+                reqs.append(self.submit(ids, p, _Countdown(i, p.n, finished.put), pin=pin))
+            for _ in reqs:
+                if self._thread is None:
+                    while finished.empty():
                         self.step()
-                    else:
-                        r.done.wait()
+                i = finished.get()
+                yield i, reqs[i].result()
         finally:
             self._abandon(reqs)
-        return [r.result() for r in reqs]
 
     def stream(self, prompt_ids: Sequence[int], params: SamplingParams) -> Iterator[Event]:
         """One request's events as they come (``finish_reason`` set on each choice's last)."""
@@ -157,16 +171,6 @@ class Engine:
         if live and self._thread is None:
             with self._step_lock:
                 self._reap()
-
-    def _pin(self, prompts: Sequence[Sequence[int]]) -> Pin | None:
-        if len(prompts) < 2 or self.adapters or not self.prefix_min_tokens:
-            return None  # mixed-adapter rows would need the prefix per adapter
-        from instructkit.lm.prefix import lcp
-
-        first = list(prompts[0])
-        # every prompt keeps >= 1 token of its own: its last one gives the first logits
-        n = min(min(len(p) for p in prompts) - 1, *(lcp(first, list(p)) for p in prompts[1:]))
-        return Pin(first[:n]) if n >= self.prefix_min_tokens else None
 
     def score(self, prompt_ids: Sequence[int], top: int = 0, adapter: str | None = None) -> list[TokenLogprob]:
         """Log-prob of every prompt token given the ones before (the first's is None); for ``echo``."""
@@ -258,12 +262,27 @@ class Engine:
                     self._waiting.popleft()
                     s.finish("error" if s.req.error else "cancelled", s.req.error)
                     continue
-                if new and len(s.req.prompt_ids) > budget:
+                # a pinned prefix is prefilled once for its whole group: only the suffix is this row's work
+                cost = len(s.req.prompt_ids) - (len(s.req.pin.ids) if s.req.pin is not None else 0)
+                if new and cost > budget:
                     break
-                budget -= len(s.req.prompt_ids)
+                budget -= cost
                 new.append(self._waiting.popleft())
             self._admitting = list(new)
         return new
+
+
+class _Countdown:
+    """A request's sink that reports its index once all ``n`` of its completions have finished."""
+
+    def __init__(self, index: int, n: int, report: Callable[[int], None]):
+        self.index, self.left, self.report = index, n, report
+
+    def __call__(self, ev: Event) -> None:
+        if ev.finish_reason is not None:
+            self.left -= 1
+            if not self.left:
+                self.report(self.index)
 
 
 def default_eos(model: Any, tokenizer: Any) -> list[int]:

@@ -14,7 +14,7 @@ Result semantics are the same on both paths: texts with the stop string and ever
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from instructkit.lm.api import GenerateResult
 
@@ -41,7 +41,17 @@ def encode_prompt(lm: Any, text: str, chat: bool, max_new_tokens: int) -> list[i
 
 
 def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequence[Any]) -> list[GenerateResult]:
-    """Every request through one ``Engine.generate_many`` call (continuous batching, ``lm.batch_size`` rows)."""
+    """Every request through the engine at once (continuous batching, ``lm.gen_batch_size`` rows); input order."""
+    out: list[Any] = [None] * len(requests)
+    for i, r in engine_generate_iter(lm, prompts, requests):
+        out[i] = r
+    return out
+
+
+def engine_generate_iter(lm: Any, prompts: Sequence[tuple[str, bool]],
+                         requests: Sequence[Any]) -> Iterator[tuple[int, GenerateResult]]:
+    """``(index, result)`` as each request finishes; all are queued in one ``Engine.as_completed`` call, so rows
+    of different tasks share the batch and it stays full until the queue drains (no per-chunk tail)."""
     from instructkit.lm.sampling import SamplingParams
 
     eng = lm.engine
@@ -56,22 +66,19 @@ def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequ
                            seed=r.seed, adapter=adapter)
         items.append((encode_prompt(lm, text, chat, r.max_new_tokens), p))
         reps.append(1 if sample else r.n)
-    outs = eng.generate_many(items)
-    results = []
-    for o, rep in zip(outs, reps):
+    for i, o in eng.as_completed(items):
         bad = [c for c in o.outputs if c.finish_reason == "error"]
         if bad or not o.outputs:
             raise RuntimeError(f"generation failed: {bad[0].finish_reason if bad else 'no output'}")
-        texts = [c.text for c in o.outputs] * rep
-        counts = [len(c.token_ids) for c in o.outputs] * rep
+        texts = [c.text for c in o.outputs] * reps[i]
+        counts = [len(c.token_ids) for c in o.outputs] * reps[i]
         lm.stats["gen_tokens"] += sum(counts)
-        results.append(GenerateResult(texts, counts))
-    return results
+        yield i, GenerateResult(texts, counts)
 
 
 def make_engine(lm: Any) -> Any:
     from instructkit.lm.engine import Engine
-    return Engine(lm.model, lm.tokenizer, max_batch_size=lm.batch_size, max_queue=1 << 30,
+    return Engine(lm.model, lm.tokenizer, max_batch_size=lm.gen_batch_size, max_queue=1 << 30,
                   max_context=lm.max_length, eos_token_ids=lm.eos_token_ids(),
                   prefix_min_tokens=lm.prefix_min_tokens)
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from instructkit.lm.api import GenerateRequest, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult
 from instructkit.lm.packed import pack_rows
 from instructkit.lm.generation import cut_at_stop  # noqa: F401  (re-exported: callers import it from here)
+
+#: default decode width of generate(): rows of the running batch (measured on CPU, see docs/eval.md)
+GEN_BATCH_SIZE = 8
 
 #: how generate() decodes: the serve engine (continuous batching) or HF generate (fixed padded batches)
 GENERATION = ("engine", "hf")
@@ -39,7 +42,7 @@ class HFModel:
     def __init__(self, model_or_ref: Any, tokenizer: Any = None, *, dtype: str = "float32",
                  batch_size: int = 8, max_length: int | None = None, chat_template: str | None = None,
                  apply_chat_template: bool = False, progress: bool = True, device: str | None = None,
-                 prefix_min_tokens: int = 32, generation: str = "engine"):
+                 prefix_min_tokens: int = 32, generation: str = "engine", gen_batch_size: int | None = None):
         from instructkit.models import load_model, load_tokenizer
 
         if isinstance(model_or_ref, str):
@@ -65,6 +68,8 @@ class HFModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
         self.batch_size = batch_size
+        #: sequences the engine decodes at once (generation); default: GEN_BATCH_SIZE, or batch_size if wider
+        self.gen_batch_size = gen_batch_size or max(batch_size, GEN_BATCH_SIZE)
         cfg_max = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.max_length = max_length or min(cfg_max, 4096)
         self.chat_template = chat_template
@@ -225,14 +230,21 @@ class HFModel:
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Every request through the serve engine (continuous batching, ``generation="engine"``), or HF
         ``generate`` in fixed batches grouped by decoding settings (``generation="hf"``, the reference)."""
-        from instructkit.lm.generation import engine_generate, hf_generate_batch
+        out: list[GenerateResult | None] = [None] * len(requests)
+        for i, r in self.generate_iter(requests):
+            out[i] = r
+        return out  # type: ignore[return-value]
+
+    def generate_iter(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, GenerateResult]]:
+        """``(index, result)`` as results are ready: the engine takes every request at once and yields each as it
+        finishes (a caller stores results meanwhile, e.g. the evaluation cache); the ``hf`` path per batch."""
+        from instructkit.lm.generation import engine_generate_iter, hf_generate_batch
 
         t0 = time.perf_counter()
         prompts = [self.prompt_of(r) for r in requests]
-        out: list[GenerateResult | None] = [None] * len(requests)
         if self.generation == "engine":
             try:
-                out = list(engine_generate(self, prompts, requests))
+                yield from engine_generate_iter(self, prompts, requests)
             except BaseException:
                 self._engine = None  # a failed or interrupted step leaves sequences in the engine: start fresh
                 raise
@@ -245,13 +257,11 @@ class HFModel:
                 idxs.sort(key=lambda i: -len(prompts[i][0]))
                 for b0 in range(0, len(idxs), self.batch_size):
                     chunk = idxs[b0: b0 + self.batch_size]
-                    for i, r in zip(chunk, hf_generate_batch(self, [prompts[i][0] for i in chunk], *key)):
-                        out[i] = r
+                    yield from zip(chunk, hf_generate_batch(self, [prompts[i][0] for i in chunk], *key))
                     bar.update(len(chunk))
             bar.close()
         self.stats["gen_requests"] += len(requests)
         self.stats["gen_seconds"] += time.perf_counter() - t0
-        return out  # type: ignore[return-value]
 
     @property
     def engine(self) -> Any:

@@ -51,6 +51,24 @@ def prefix_groups(contexts: Sequence[Sequence[int]], min_len: int) -> list[tuple
     return [(n, idxs) for n, idxs in groups if n] + ([(0, alone)] if alone else [])
 
 
+def prompt_pins(prompts: Sequence[Sequence[int]], min_len: int) -> list[Any]:
+    """One :class:`~instructkit.lm.requests.Pin` per group of generation prompts sharing >= ``min_len`` leading
+    tokens (each task's k-shot exemplars), ``None`` for a prompt that shares none: the engine prefills each
+    group's prefix once, so prompts of several tasks submitted together still reuse their own exemplars.
+    Every prompt keeps >= 1 token of its own (its last one gives the first logits)."""
+    from instructkit.lm.requests import Pin
+
+    pins: list[Any] = [None] * len(prompts)
+    if len(prompts) < 2 or min_len <= 0:
+        return pins
+    for n, idxs in prefix_groups(prompts, min_len):
+        if n >= min_len:
+            pin = Pin(list(prompts[idxs[0]])[:n])
+            for i in idxs:
+                pins[i] = pin
+    return pins
+
+
 def _close(members: list[int], common: int, contexts: Sequence[Sequence[int]]) -> tuple[int, list[int]]:
     distinct = {tuple(contexts[i]) for i in members}
     if len(distinct) < 2:

@@ -39,7 +39,7 @@ def alone(model, tok, prompt, n, eos):
 
 def test_continuous_batched_greedy_equals_one_at_a_time(model, tok):
     # batch 3 < 8 requests with different lengths: rows leave and waiting prompts join mid-decode
-    lm = HFModel(model, tok, batch_size=3, progress=False)
+    lm = HFModel(model, tok, batch_size=3, gen_batch_size=3, progress=False)
     reqs = [GenerateRequest(prompt=p, max_new_tokens=6 + 3 * (i % 4)) for i, p in enumerate(PROMPTS)]
     got = lm.generate(reqs)
     eng = lm.engine
