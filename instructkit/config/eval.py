@@ -20,7 +20,11 @@ class EvalConfig(Section):
     seed: int = Field(0, description="Seed for sampling and exemplar selection.")
     limit: Optional[int] = Field(None, ge=1, description="Evaluate N distinct examples per task, drawn with seed (every template of each).")
     templates: Literal["all", "one"] = Field("all", description="Task-system tasks: every template on each example (all) or one per example, spread evenly (one).")
-    batch_size: int = Field(8, ge=1, description="Rows per forward pass (scoring) / prompts per generate call.")
+    batch_size: int = Field(8, ge=1, description="Rows per forward pass (scoring).")
+    gen_batch_size: Optional[int] = Field(
+        None, ge=1, description="Sequences the engine decodes at once (generation: every task's requests share one "
+                                "continuously refilled batch); default: the measured width (HFModel.GEN_BATCH_SIZE) "
+                                "or batch_size if larger.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32", description="Model dtype for evaluation; auto = the fastest this machine has (the training "
                                "probe: bf16 where its GEMMs are fast, else fp32). Compare predictions against "

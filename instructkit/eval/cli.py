@@ -37,7 +37,8 @@ def make_lm(ref: str, cfg: Any, chat_template: str | None = None) -> Any:
         from instructkit.lm.openai_backend import OpenAIModel
         return OpenAIModel(ref, cfg.endpoint_model, api_key_env=cfg.api_key_env)
     from instructkit.lm.hf import HFModel
-    return HFModel(ref, dtype=cfg.dtype, batch_size=cfg.batch_size, max_length=cfg.max_length,
+    return HFModel(ref, dtype=cfg.dtype, batch_size=cfg.batch_size, gen_batch_size=cfg.gen_batch_size,
+                   max_length=cfg.max_length,
                    apply_chat_template=cfg.apply_chat_template, chat_template=chat_template,
                    progress=False)  # the runner's per-task bar is the one shown
 

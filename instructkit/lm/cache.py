@@ -3,6 +3,10 @@
 Rows join (``extend``) and leave (``select``) between decode steps. Keys/values at padded positions are
 zeroed when a row joins: a left-padded prefill computes them from fully masked attention rows, and a NaN
 there would survive the mask (0 * NaN = NaN in the attention matmul).
+
+The running batch's layers are :class:`GrowLayer` s: a decode step writes its one new key/value column in place
+into spare columns, where transformers' ``DynamicLayer`` concatenates - a copy of the whole cache per layer per
+step, which on long k-shot prompts (BBH, GSM8K: ~1,000 tokens a row) moved more memory than the weights.
 """
 
 from __future__ import annotations
@@ -47,6 +51,81 @@ def _pad_left(t: Any, n: int) -> Any:
     return F.pad(t, (0, 0, n, 0)) if t.dim() == 4 else F.pad(t, (n, 0))
 
 
+#: spare columns a :class:`GrowLayer` allocates when it must grow (one copy per this many decode steps)
+HEADROOM = 64
+
+
+def _appended(buf: Any, n: int, new: Any) -> tuple[Any, int]:
+    """``new`` written after the first ``n`` columns of ``buf`` (in place when it fits, else into a new buffer
+    with HEADROOM spare columns); the buffer and its new length."""
+    import torch
+
+    t = new.shape[-2]
+    if buf is None or buf.dim() != 4 or buf.shape[-2] < n + t or buf.shape[:2] != new.shape[:2] \
+            or buf.dtype != new.dtype:
+        grown = torch.empty((*new.shape[:2], n + t + HEADROOM, new.shape[-1]), dtype=new.dtype, device=new.device)
+        if n:
+            grown[:, :, :n] = buf[:, :, :n]
+        buf = grown
+    buf[:, :, n: n + t] = new
+    return buf, n + t
+
+
+def _grow_layer_class() -> Any:
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowLayer(DynamicLayer):
+        """A full-attention cache layer whose ``keys``/``values`` are views of the first columns of buffers
+        with spare columns. Assigning a tensor (``extend``, ``select``, ``rollback`` do) makes it the buffer."""
+
+        _kb: Any = None
+        _vb: Any = None
+        _nk = _nv = 0
+
+        @property  # type: ignore[override]
+        def keys(self) -> Any:
+            return None if self._kb is None or self._kb.dim() != 4 else self._kb[:, :, : self._nk]
+
+        @keys.setter
+        def keys(self, t: Any) -> None:
+            self._kb, self._nk = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
+
+        @property  # type: ignore[override]
+        def values(self) -> Any:
+            return None if self._vb is None or self._vb.dim() != 4 else self._vb[:, :, : self._nv]
+
+        @values.setter
+        def values(self, t: Any) -> None:
+            self._vb, self._nv = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            if not self.is_initialized:
+                self.device, self.is_initialized = key_states.device, True
+            self._kb, self._nk = _appended(self._kb, self._nk, key_states)
+            self._vb, self._nv = _appended(self._vb, self._nv, value_states)
+            return self.keys, self.values
+
+    return GrowLayer
+
+
+@lru_cache(maxsize=1)
+def grow_layer_class() -> Any:
+    """:class:`GrowLayer` (built on first use: transformers is imported lazily)."""
+    return _grow_layer_class()
+
+
+def as_grow_layers(cache: Any) -> Any:
+    """``cache`` with each plain ``DynamicLayer`` replaced by a :class:`GrowLayer` holding the same tensors."""
+    cls = grow_layer_class()
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is not cls:
+            g = cls()
+            g.keys, g.values, g.is_initialized = layer.keys, layer.values, layer.is_initialized
+            g.device = getattr(layer, "device", None)
+            cache.layers[i] = g
+    return cache
+
+
 class BatchCache:
     def __init__(self) -> None:
         self.cache: Any = None   # transformers DynamicCache of the running rows
@@ -66,7 +145,7 @@ class BatchCache:
     def _layers(self, cache: Any) -> list[Any]:
         from transformers.cache_utils import DynamicLayer
         layers = list(cache.layers)
-        if any(type(layer) is not DynamicLayer for layer in layers):
+        if any(type(layer) not in (DynamicLayer, grow_layer_class()) for layer in layers):
             raise TypeError("the engine batches only plain DynamicLayer caches (full attention)")
         return layers
 
@@ -79,7 +158,7 @@ class BatchCache:
             layer.keys = layer.keys.masked_fill(pad, 0)
             layer.values = layer.values.masked_fill(pad, 0)
         if self.cache is None:
-            self.cache, self.mask = cache, mask
+            self.cache, self.mask = as_grow_layers(cache), mask
             return
         Lb, Ln = self.mask.shape[1], mask.shape[1]
         L = max(Lb, Ln)
