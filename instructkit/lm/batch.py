@@ -132,6 +132,10 @@ class Batch:
             cache = BatchCache.new_dynamic(self.model)
         logits = self._forward(uniq, ids.to(self.device), mask.to(self.device), pos.to(self.device), cache)
         self.stats["prefix_tokens_reused"] += P * len(uniq)
+        if pin is not None:
+            pin.users -= len(new)
+            if pin.users <= 0:  # the group's last rows have joined: its prefix cache is not needed again
+                pin.cache = None
         if len(uniq) < len(new):
             idx = torch.tensor(row, device=self.device)
             logits, mask = logits.index_select(0, idx), mask.index_select(0, idx.cpu())

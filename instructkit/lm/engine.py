@@ -38,8 +38,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from instructkit.lm.batch import Batch
 from instructkit.lm.cache import BatchCache
-from instructkit.lm.requests import (Completion, Event, Pin, QueueFull, Request, RequestOutput, Seq,  # noqa: F401
-                                     check_request)
+from instructkit.lm.requests import (Completion, Countdown, Event, Pin, QueueFull, Request, RequestOutput,  # noqa: F401
+                                     Seq, check_request)
 from instructkit.lm.sampling import SamplingParams, TokenLogprob, token_logprob
 
 log = logging.getLogger("instructkit.engine")
@@ -137,7 +137,9 @@ class Engine:
         reqs: list[Request] = []
         try:
             for i, ((ids, p), pin) in enumerate(zip(items, pins)):
-                reqs.append(self.submit(ids, p, _Countdown(i, p.n, finished.put), pin=pin))
+                reqs.append(self.submit(ids, p, Countdown(i, p.n, finished.put), pin=pin))
+                if pin is not None:
+                    pin.users += p.n
             for _ in reqs:
                 if self._thread is None:
                     while finished.empty():
@@ -270,19 +272,6 @@ class Engine:
                 new.append(self._waiting.popleft())
             self._admitting = list(new)
         return new
-
-
-class _Countdown:
-    """A request's sink that reports its index once all ``n`` of its completions have finished."""
-
-    def __init__(self, index: int, n: int, report: Callable[[int], None]):
-        self.index, self.left, self.report = index, n, report
-
-    def __call__(self, ev: Event) -> None:
-        if ev.finish_reason is not None:
-            self.left -= 1
-            if not self.left:
-                self.report(self.index)
 
 
 def default_eos(model: Any, tokenizer: Any) -> list[int]:

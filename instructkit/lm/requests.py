@@ -3,8 +3,9 @@
 A :class:`Request` is one ``Engine.submit`` call (a prompt and its :class:`SamplingParams`); it owns ``n``
 :class:`Seq` (one per completion). Sinks receive :class:`Event` s; ``Request.outputs`` collects one
 :class:`Completion` per choice and ``Request.done`` is set once all are in. A :class:`Pin` is a prompt prefix
-shared by the requests of one ``generate_many`` call (k-shot exemplars): its KV cache is computed once, in
-the engine thread, and belongs to those requests only (two callers never share or clear each other's).
+shared by a group of requests of one ``generate_many`` call (one task's k-shot exemplars): its KV cache is
+computed once, in the engine thread, belongs to those requests only (two callers never share or clear each
+other's) and is released once the group's last sequence has joined the batch.
 """
 
 from __future__ import annotations
@@ -48,11 +49,26 @@ class RequestOutput:
 
 
 class Pin:
-    """A prompt prefix whose KV cache is shared by the prefills of one ``generate_many`` call."""
+    """A prompt prefix whose KV cache is shared by the prefills of one group of requests (one task's k-shot
+    prompts in one ``generate_many`` / ``as_completed`` call)."""
 
     def __init__(self, ids: Sequence[int]):
         self.ids = list(ids)
         self.cache: Any = None   # computed lazily by the engine thread
+        self.users = 0           # sequences still to be prefilled on it: at 0 the cache is released
+
+
+class Countdown:
+    """A request's sink that reports its index once all ``n`` of its completions have finished."""
+
+    def __init__(self, index: int, n: int, report: Callable[[int], None]):
+        self.index, self.left, self.report = index, n, report
+
+    def __call__(self, ev: Event) -> None:
+        if ev.finish_reason is not None:
+            self.left -= 1
+            if not self.left:
+                self.report(self.index)
 
 
 class Request:

@@ -89,7 +89,8 @@ def test_results_identical_to_the_per_set_path_and_hf_generate(tiny_model, tiny_
 def test_as_completed_yields_in_finishing_order_with_a_pin_per_task(tiny_model, tiny_tokenizer):
     prompts = [_set("a", 0, 1).items[0].prompt, _set("b", 7, 1).items[0].prompt,
                _set("a", 0, 2).items[1].prompt, _set("b", 7, 2).items[1].prompt]
-    items = [(tiny_tokenizer(p)["input_ids"], SamplingParams(max_tokens=12 - 3 * k, ignore_eos=True)) for k, p in enumerate(prompts)]
+    items = [(tiny_tokenizer(p)["input_ids"], SamplingParams(max_tokens=12 - 3 * k, ignore_eos=True))
+             for k, p in enumerate(prompts)]
     eng = Engine(tiny_model, tiny_tokenizer, max_batch_size=8)
     order = [i for i, _ in eng.as_completed(items)]
     assert order == [3, 2, 1, 0]  # all admitted at once: the shortest budget finishes first
