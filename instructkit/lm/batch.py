@@ -35,13 +35,14 @@ def _msg(e: BaseException) -> str:
 
 class Batch:
     def __init__(self, model: Any, tokenizer: Any, *, eos: set[int], max_context: int, adapters: set[str],
-                 stats: dict[str, int]):
+                 stats: dict[str, int], max_rows: int = 0):
         self.model, self.tok, self.eos, self.max_context, self.adapters = model, tokenizer, eos, max_context, adapters
         self.device = next(model.parameters()).device
         self.stats = stats
         self.sliding = is_sliding(model)
         self.running: list[Seq] = []
-        self.cache = BatchCache()
+        self.max_rows = max_rows
+        self.cache = BatchCache(max_rows)
 
     # -- failure handling -----------------------------------------------------------------------------
     def fail(self, req: Request, msg: str, also: Sequence[Seq] = ()) -> None:

@@ -4,15 +4,16 @@ Rows join (``extend``) and leave (``select``) between decode steps. Keys/values 
 zeroed when a row joins: a left-padded prefill computes them from fully masked attention rows, and a NaN
 there would survive the mask (0 * NaN = NaN in the attention matmul).
 
-The running batch's layers are :class:`GrowLayer` s: a decode step writes its one new key/value column in place
-into spare columns, where transformers' ``DynamicLayer`` concatenates - a copy of the whole cache per layer per
-step, which on long k-shot prompts (BBH, GSM8K: ~1,000 tokens a row) moved more memory than the weights.
+The running batch's layers are :class:`~instructkit.lm.grow.GrowLayer` s: decode steps, joining and leaving
+rows change them in place instead of copying the whole cache (``grow.py``).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+
+from instructkit.lm.grow import grow_layer_class
 
 
 @lru_cache(maxsize=1)
@@ -51,85 +52,11 @@ def _pad_left(t: Any, n: int) -> Any:
     return F.pad(t, (0, 0, n, 0)) if t.dim() == 4 else F.pad(t, (n, 0))
 
 
-#: spare columns a :class:`GrowLayer` allocates when it must grow (one copy per this many decode steps)
-HEADROOM = 64
-
-
-def _appended(buf: Any, n: int, new: Any) -> tuple[Any, int]:
-    """``new`` written after the first ``n`` columns of ``buf`` (in place when it fits, else into a new buffer
-    with HEADROOM spare columns); the buffer and its new length."""
-    import torch
-
-    t = new.shape[-2]
-    if buf is None or buf.dim() != 4 or buf.shape[-2] < n + t or buf.shape[:2] != new.shape[:2] \
-            or buf.dtype != new.dtype:
-        grown = torch.empty((*new.shape[:2], n + t + HEADROOM, new.shape[-1]), dtype=new.dtype, device=new.device)
-        if n:
-            grown[:, :, :n] = buf[:, :, :n]
-        buf = grown
-    buf[:, :, n: n + t] = new
-    return buf, n + t
-
-
-def _grow_layer_class() -> Any:
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowLayer(DynamicLayer):
-        """A full-attention cache layer whose ``keys``/``values`` are views of the first columns of buffers
-        with spare columns. Assigning a tensor (``extend``, ``select``, ``rollback`` do) makes it the buffer."""
-
-        _kb: Any = None
-        _vb: Any = None
-        _nk = _nv = 0
-
-        @property  # type: ignore[override]
-        def keys(self) -> Any:
-            return None if self._kb is None or self._kb.dim() != 4 else self._kb[:, :, : self._nk]
-
-        @keys.setter
-        def keys(self, t: Any) -> None:
-            self._kb, self._nk = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
-
-        @property  # type: ignore[override]
-        def values(self) -> Any:
-            return None if self._vb is None or self._vb.dim() != 4 else self._vb[:, :, : self._nv]
-
-        @values.setter
-        def values(self, t: Any) -> None:
-            self._vb, self._nv = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
-
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            if not self.is_initialized:
-                self.device, self.is_initialized = key_states.device, True
-            self._kb, self._nk = _appended(self._kb, self._nk, key_states)
-            self._vb, self._nv = _appended(self._vb, self._nv, value_states)
-            return self.keys, self.values
-
-    return GrowLayer
-
-
-@lru_cache(maxsize=1)
-def grow_layer_class() -> Any:
-    """:class:`GrowLayer` (built on first use: transformers is imported lazily)."""
-    return _grow_layer_class()
-
-
-def as_grow_layers(cache: Any) -> Any:
-    """``cache`` with each plain ``DynamicLayer`` replaced by a :class:`GrowLayer` holding the same tensors."""
-    cls = grow_layer_class()
-    for i, layer in enumerate(cache.layers):
-        if type(layer) is not cls:
-            g = cls()
-            g.keys, g.values, g.is_initialized = layer.keys, layer.values, layer.is_initialized
-            g.device = getattr(layer, "device", None)
-            cache.layers[i] = g
-    return cache
-
-
 class BatchCache:
-    def __init__(self) -> None:
-        self.cache: Any = None   # transformers DynamicCache of the running rows
+    def __init__(self, max_rows: int = 0) -> None:
+        self.cache: Any = None   # transformers DynamicCache of the running rows (GrowLayers)
         self.mask: Any = None    # [B, L] long, 1 = real token
+        self.max_rows = max_rows  # rows the buffers are allocated for (joins then need no copy)
 
     @staticmethod
     def new_dynamic(model: Any) -> Any:
@@ -158,13 +85,17 @@ class BatchCache:
             layer.keys = layer.keys.masked_fill(pad, 0)
             layer.values = layer.values.masked_fill(pad, 0)
         if self.cache is None:
-            self.cache, self.mask = as_grow_layers(cache), mask
+            cls = grow_layer_class()
+            for i, layer in enumerate(self._layers(cache)):
+                g = cls()
+                g.add_rows(layer.keys, layer.values, self.max_rows)
+                cache.layers[i] = g
+            self.cache, self.mask = cache, mask
             return
         Lb, Ln = self.mask.shape[1], mask.shape[1]
         L = max(Lb, Ln)
         for old, new in zip(self._layers(self.cache), self._layers(cache)):
-            old.keys = torch.cat([_pad_left(old.keys, L - Lb), _pad_left(new.keys, L - Ln)], 0)
-            old.values = torch.cat([_pad_left(old.values, L - Lb), _pad_left(new.values, L - Ln)], 0)
+            old.add_rows(new.keys, new.values, self.max_rows)
         self.mask = torch.cat([_pad_left(self.mask, L - Lb), _pad_left(mask, L - Ln)], 0)
 
     def grow(self) -> Any:
@@ -179,7 +110,7 @@ class BatchCache:
         if self.cache is None:
             return
         for layer in self._layers(self.cache):
-            layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
+            layer.truncate(length)
         self.mask = self.mask[:, :length]
 
     def subset(self, rows: list[int]) -> tuple[Any, Any]:
@@ -206,6 +137,9 @@ class BatchCache:
         mask = self.mask.index_select(0, idx)
         first = int(mask.any(0).nonzero()[0]) if mask.shape[1] else 0
         for layer in self._layers(self.cache):
-            layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
-            layer.values = layer.values.index_select(0, idx)[:, :, first:]
+            if all(a < b for a, b in zip(keep, keep[1:])):  # the batch's case: rows move up in place
+                layer.keep_rows(keep, first)
+            else:
+                layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
+                layer.values = layer.values.index_select(0, idx)[:, :, first:]
         self.mask = mask[:, first:]

@@ -64,7 +64,7 @@ class Engine:
         self.vocab_size = int(getattr(emb, "num_embeddings", 0) or getattr(cfg, "vocab_size", 0) or len(tokenizer))
         self.stats = {"steps": 0, "prefills": 0, "max_batch": 0, "generated_tokens": 0, "prefix_tokens_reused": 0}
         self._batch = Batch(model, tokenizer, eos=self.eos, max_context=self.max_context, adapters=self.adapters,
-                            stats=self.stats)
+                            stats=self.stats, max_rows=max_batch_size)
         self._waiting: deque[Seq] = deque()
         self._admitting: list[Seq] = []  # popped from the queue, not yet in the batch (counted in ``load``)
         self._jobs: deque[tuple[Callable[[], Any], Future]] = deque()
@@ -221,7 +221,7 @@ class Engine:
             for s in [*self._running, *self._admitting]:
                 s.req.error, s.req.cancelled = s.req.error or msg, True
                 s.finish("error", s.req.error)
-            self._batch.running, self._batch.cache, self._admitting = [], BatchCache(), []
+            self._batch.running, self._batch.cache, self._admitting = [], BatchCache(self.max_batch_size), []
 
     # -- one scheduler iteration ----------------------------------------------------------------------------
     def step(self) -> None:
