@@ -137,9 +137,9 @@ class Engine:
         reqs: list[Request] = []
         try:
             for i, ((ids, p), pin) in enumerate(zip(items, pins)):
-                reqs.append(self.submit(ids, p, Countdown(i, p.n, finished.put), pin=pin))
-                if pin is not None:
+                if pin is not None:  # counted before the engine thread can prefill it
                     pin.users += p.n
+                reqs.append(self.submit(ids, p, Countdown(i, p.n, finished.put), pin=pin))
             for _ in reqs:
                 if self._thread is None:
                     while finished.empty():
