@@ -49,6 +49,12 @@ class Slab:
 
     def append(self, new: Any) -> None:
         """Columns ``new`` (``[r, H, t, D]``) after the last one."""
+        import torch
+
+        with torch.inference_mode():
+            self._append(new)
+
+    def _append(self, new: Any) -> None:
         t, b = new.shape[-2], self.buf
         if b is None or self.c0 + self.n + t > b.shape[-2] or b.shape[0] < new.shape[0] or b.dtype != new.dtype:
             grown = self._alloc(max(new.shape[0], b.shape[0] if b is not None else 0), self.n + t, new)
@@ -61,14 +67,25 @@ class Slab:
 
     def keep_rows(self, keep: Sequence[int], first: int) -> None:
         """Rows ``keep`` (ascending) moved up in place; the first ``first`` columns dropped."""
+        import torch
+
         lo, hi = self.c0 + first, self.c0 + self.n
-        for j, i in enumerate(keep):
-            if i != j:
-                self.buf[j, :, lo:hi] = self.buf[i, :, lo:hi]
+        # the buffers are inference tensors (made in the engine's step): written in inference mode, also when
+        # a caller abandons requests between steps
+        with torch.inference_mode():
+            for j, i in enumerate(keep):
+                if i != j:
+                    self.buf[j, :, lo:hi] = self.buf[i, :, lo:hi]
         self.r, self.c0, self.n = len(keep), lo, self.n - first
 
     def add_rows(self, new: Any, reserve: int = 0) -> None:
         """Rows ``new`` (``[b, H, Ln, D]``) below the others, all right-aligned at the longer length (zeros left)."""
+        import torch
+
+        with torch.inference_mode():
+            self._add_rows(new, reserve)
+
+    def _add_rows(self, new: Any, reserve: int) -> None:
         b, ln, n, r, buf = int(new.shape[0]), int(new.shape[-2]), self.n, self.r, self.buf
         if buf is not None and ln <= n and r + b <= buf.shape[0] and buf.dtype == new.dtype:
             lo = self.c0
