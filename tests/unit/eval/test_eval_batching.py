@@ -134,3 +134,13 @@ def test_cache_streams_every_result_and_resumes(tmp_path):
     assert [r.texts[0] for r in out] == [f"Q{i}" for i in range(30)]
     assert again.calls == [19]  # every uncached request in one call (not chunks of 4)
     assert clm.cached_hits["generate"] == 11 and sorted(seen) == list(range(30))
+
+
+def test_prompt_pins_one_per_shared_prefix_group():
+    from instructkit.lm.prefix import prompt_pins
+    a, b = list(range(100, 140)), list(range(200, 240))  # two tasks' 40-token exemplar blocks
+    prompts = [a + [1, 2], b + [3], a + [4], [7, 8, 9], b + [5, 6], a + [1, 3]]
+    pins = prompt_pins(prompts, 32)
+    assert pins[0] is pins[2] is pins[5] and pins[1] is pins[4] and pins[0] is not pins[1] and pins[3] is None
+    assert pins[0].ids == a and pins[1].ids == b  # the group's common prefix (a + [1] is not common to all)
+    assert prompt_pins(prompts, 0) == [None] * 6 and prompt_pins([a + [1]], 32) == [None]
