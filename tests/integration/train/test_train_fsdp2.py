@@ -58,6 +58,20 @@ def final_weights(run: Path) -> dict:
     return load_file(str(run / "model" / name))
 
 
+def check_resume(tmp_path: Path, cfg: Path, config: Path, ck: Path, full: Path, resumed: Path) -> dict:
+    """Resume from ``ck`` (step 2) in a fresh folder: steps 3-4 and the final weights match the uninterrupted run
+    in ``full``; returns its final weights."""
+    resumed.mkdir()
+    shutil.copytree(ck, resumed / "checkpoint-2")
+    run_all({"resumed": launch(cfg, resumed, "train.resume=auto", config=config)}, tmp_path, timeout=900)
+    got = losses(resumed)
+    assert [got[s] for s in (3, 4)] == pytest.approx([losses(full)[s] for s in (3, 4)], rel=1e-5)
+    a, b = final_weights(full), final_weights(resumed)
+    assert a.keys() == b.keys() and a
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
+    return a
+
+
 def check_save_resume(tmp_path: Path, method: str, config: Path = FSDP) -> None:
     from instructkit.models.tiny import save_tiny
 
@@ -77,16 +91,7 @@ def check_save_resume(tmp_path: Path, method: str, config: Path = FSDP) -> None:
     assert (ck / "adapter_model.safetensors").is_file() == (method == "lora")
     if sharded:
         assert not (ck / "model.safetensors").exists(), "a step checkpoint under FSDP must not gather full weights"
-    # resume from step 2 in a fresh folder: steps 3-4 and the final weights match the uninterrupted run
-    resumed.mkdir()
-    shutil.copytree(ck, resumed / "checkpoint-2")
-    run_all({"resumed": launch(cfg, resumed, "train.resume=auto", config=config)}, tmp_path, timeout=900)
-    got = losses(resumed)
-    assert [got[s] for s in (3, 4)] == pytest.approx([losses(full)[s] for s in (3, 4)], rel=1e-5)
-    a, b = final_weights(full), final_weights(resumed)
-    assert a.keys() == b.keys() and a
-    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
-    w0 = final_weights(one)
+    a, w0 = check_resume(tmp_path, cfg, config, ck, full, resumed), final_weights(one)
     assert max((a[k].float() - w0[k].float()).abs().max().item() for k in a) < 1e-4
 
 
