@@ -125,7 +125,10 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     # model (loading, tokenizing, trainer set-up and the reference pass inside it on both sides)
     clock = common.StepClock()
     clock.start()
-    model, tok, _ = load(args)
+    # instructkit trains bf16 as mixed precision (fp32 master weights and AdamW state, bf16 autocast); TRL gets
+    # the same by default: an fp32 model under bf16=True (pure bf16 weights round small AdamW updates away)
+    mixed = args.dtype == "bfloat16" and args.trl_precision == "mixed"
+    model, tok, _ = load(argparse.Namespace(**{**vars(args), "dtype": "float32"}) if mixed else args)
     pairs = make_pairs(args.pairs, args.seed)
     order = ik_order(len(pairs), args.seed)
     if args.trl_own_tokens:
@@ -148,7 +151,7 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
                     warmup_steps=0, max_steps=args.steps, logging_steps=1, report_to=[], save_strategy="no",
                     use_cpu=True, seed=args.seed, max_grad_norm=1.0, weight_decay=0.0, optim="adamw_torch_fused",
                     # DPOConfig defaults to bf16=True: bf16 autocast over the model's own dtype on CPU too
-                    bf16=args.trl_autocast, fp16=False,
+                    bf16=args.trl_autocast or mixed, fp16=False,
                     precompute_ref_log_probs=precompute, dataloader_num_workers=0, disable_tqdm=True)
     losses: list[float] = []
     chosen: list[float] = []  # mean policy log-prob of the step's chosen answers: same tokens => same at step 1
@@ -165,7 +168,8 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     call_s = time.perf_counter() - clock.t0
     clock.stop()
     shutil.rmtree(out, ignore_errors=True)
-    return {"trl": trl.__version__, "bf16_autocast": bool(args.trl_autocast), **timing(args, clock, call_s),
+    return {"trl": trl.__version__, "bf16_autocast": bool(args.trl_autocast or mixed),
+            "precision": "mixed (fp32 weights, bf16 autocast)" if mixed else args.dtype, **timing(args, clock, call_s),
             "losses": losses, "logps_chosen": chosen}
 
 
@@ -265,6 +269,8 @@ def main() -> None:
                    help="let TRL tokenise the pairs itself (it then also trains the \\n after <|im_end|>)")
     p.add_argument("--trl-autocast", action="store_true",
                    help="TRL's DPOConfig default bf16=True (bf16 autocast on CPU): reproduces the 0.23-nat offset")
+    p.add_argument("--trl-precision", choices=("mixed", "pure"), default="mixed",
+                   help="--dtype bfloat16 only: TRL on an fp32 model under bf16 autocast, as instructkit trains bf16 (mixed), or on pure bf16 weights")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, peer, ...): median and spread")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "instructkit-bench-dpo"))
     p.add_argument("--timeout", type=float, default=3600)
