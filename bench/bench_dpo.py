@@ -126,9 +126,14 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
     clock = common.StepClock()
     clock.start()
     # instructkit trains bf16 as mixed precision (fp32 master weights and AdamW state, bf16 autocast); TRL gets
-    # the same by default: an fp32 model under bf16=True (pure bf16 weights round small AdamW updates away)
+    # the same by default: an fp32 model under bf16=True (pure bf16 weights round small AdamW updates away).
+    # Its fp32 weights are the bf16-loaded ones upcast, as instructkit's: master weights that start on the bf16
+    # grid see no change in the autocast forward until an update passes half a bf16 step, weights loaded
+    # straight in fp32 (from the Q4_1 GGUF: off the grid) cross rounding boundaries at once - a different run.
     mixed = args.dtype == "bfloat16" and args.trl_precision == "mixed"
-    model, tok, _ = load(argparse.Namespace(**{**vars(args), "dtype": "float32"}) if mixed else args)
+    model, tok, _ = load(args)
+    if mixed:
+        model = model.float()
     pairs = make_pairs(args.pairs, args.seed)
     order = ik_order(len(pairs), args.seed)
     if args.trl_own_tokens:

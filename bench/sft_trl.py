@@ -53,7 +53,9 @@ def run_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     # pure bf16 weights round away AdamW updates below bf16's resolution, so TRL on pure bf16 reaches a worse
     # loss (2026-12-06: held-out 1.6587 vs 1.5727). "mixed" gives TRL the same: an fp32 model, bf16=True.
     mixed = args.method == "full" and args.dtype == "bfloat16" and args.trl_precision == "mixed"
-    model, tok, _ = load(argparse.Namespace(**{**vars(args), "dtype": "float32"}) if mixed else args)
+    model, tok, _ = load(args)
+    if mixed:  # the bf16-loaded weights upcast, as instructkit's master weights (bench_dpo.py says why)
+        model = model.float()
     train, heldout, _ = load_data(args, tok)
     out = tempfile.mkdtemp(prefix="bench-trl-")
     cfg = SFTConfig(

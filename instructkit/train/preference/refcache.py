@@ -71,10 +71,11 @@ def weights_digest(lm: Any, gather: Any = None) -> str:
 
 
 def cache_key(*, data_fingerprint: str, model_name: str, weights: str, template_source: str, max_length: int | None,
-              dtype: str) -> dict[str, Any]:
+              dtype: str, mixed_precision: str = "no") -> dict[str, Any]:
+    """``mixed_precision``: the autocast the reference ran under (accelerate's ``no`` / ``bf16`` / ``fp16``)."""
     return {"data": data_fingerprint, "model": model_name, "weights": weights,
             "template": hashlib.sha256(template_source.encode()).hexdigest()[:16], "max_length": max_length,
-            "dtype": dtype}
+            "dtype": dtype, "autocast": mixed_precision}
 
 
 def _digest(key: dict[str, Any]) -> str:
@@ -122,8 +123,12 @@ def sharded_reference(accelerator: Any, wrapper: Any, rows: Sequence[dict[str, t
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = list(rows[rank::world])
     pad = -(-len(rows) // world) - len(mine) if kind(accelerator) == "FSDP" else 0
-    ref = run_on_model(accelerator, wrapper, lambda lm: compute_reference(
-        lm, mine, n_pairs, accelerator.device, chunk, progress, extra=[rows[0]] * pad))
+    # Under mixed precision the policy's forward runs in the accelerator's autocast; the reference must too.
+    # Outside it, the fp32 master weights give fp32 log-probs, and at step 0 every reward is the bf16-vs-fp32
+    # difference of its sequence's log-prob sum instead of 0 (a loss of 0.6997 instead of ln 2, measured).
+    with accelerator.autocast():
+        ref = run_on_model(accelerator, wrapper, lambda lm: compute_reference(
+            lm, mine, n_pairs, accelerator.device, chunk, progress, extra=[rows[0]] * pad))
     if world > 1:
         ref = accelerator.reduce(ref, "sum")  # each pair was computed by exactly one rank
     return ref.cpu()

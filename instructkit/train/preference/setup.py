@@ -91,7 +91,7 @@ def _dpo_model(recipe: Any, accelerator: Any, model: Any, data: Any) -> tuple[An
         fp = data.stats["fingerprint" if name == "train" else "eval_fingerprint"]
         key = refcache.cache_key(data_fingerprint=fp, model_name=m.name_or_path, weights=digest,
                                  template_source=data.stats["template"], max_length=recipe.data.max_length,
-                                 dtype=m.dtype)
+                                 dtype=m.dtype, mixed_precision=str(accelerator.mixed_precision))
         ref, info = refcache.reference_logprobs(wrapper, rows, n, key, accelerator=accelerator,
                                                 cache_dir=t.dpo.ref_cache_dir, chunk=t.loss_chunk_size,
                                                 progress=t.progress and accelerator.is_main_process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -114,7 +115,8 @@ def test_reference_pass_is_split_across_ranks_on_the_model_device(rendered, tiny
         seen = []
         acc = types.SimpleNamespace(process_index=rank, num_processes=2, device=torch.device("cpu"),
                                     distributed_type=f"DistributedType.{kind}",
-                                    unwrap_model=lambda w, **k: w, reduce=lambda x, op: seen.append(x) or x)
+                                    unwrap_model=lambda w, **k: w, reduce=lambda x, op: seen.append(x) or x,
+                                    autocast=contextlib.nullcontext)
         wrapper = types.SimpleNamespace(lm=lm)
         before = refcache.FORWARDS
         if kind == "FSDP":  # the root forward runs the pass; here a stand-in module that calls its forward

@@ -4,6 +4,7 @@ invalidation, reward-model accuracy above chance, exact resume."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 
@@ -70,6 +71,18 @@ def test_reference_cached_reused_and_invalidated(tmp_path, tiny_model_dir):
     other = train(_recipe(tmp_path, "other", tiny_model_dir, data, *extra, "model.chat_template=vicuna"))
     assert other.summary["data"]["reference_train"]["hit"] is False
     assert other.summary["data"]["reference_train"]["cache"] != d["reference_train"]["cache"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_bf16_mixed_precision_reference_equals_the_policy_at_step_zero(tmp_path, tiny_model_dir, method):
+    """bf16 mixed precision (fp32 master weights, bf16 autocast): the reference pass runs under the same
+    autocast as the policy, so before any update every reward is 0 and the first loss is exactly ln 2. Computed
+    outside autocast, the fp32 reference differs from the bf16 policy by rounding (0.6997 on SmolLM2)."""
+    data = arithmetic_pairs(tmp_path / "p.jsonl", 8)
+    res = train(_recipe(tmp_path, method, tiny_model_dir, data, "model.dtype=bfloat16", f"train.method={method}",
+                        "train.max_steps=1", "train.dpo.beta=1.0"))
+    assert "mixed precision" in res.summary["precision"]
+    assert _rows(res)[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def _rows(res):
