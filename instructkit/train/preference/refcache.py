@@ -71,7 +71,7 @@ def weights_digest(lm: Any, gather: Any = None) -> str:
 
 
 def cache_key(*, data_fingerprint: str, model_name: str, weights: str, template_source: str, max_length: int | None,
-              dtype: str, mixed_precision: str = "no") -> dict[str, Any]:
+              dtype: str, mixed_precision: str) -> dict[str, Any]:
     """``mixed_precision``: the autocast the reference ran under (accelerate's ``no`` / ``bf16`` / ``fp16``)."""
     return {"data": data_fingerprint, "model": model_name, "weights": weights,
             "template": hashlib.sha256(template_source.encode()).hexdigest()[:16], "max_length": max_length,
