@@ -40,14 +40,6 @@ def encode_prompt(lm: Any, text: str, chat: bool, max_new_tokens: int) -> list[i
     return ids
 
 
-def engine_generate(lm: Any, prompts: Sequence[tuple[str, bool]], requests: Sequence[Any]) -> list[GenerateResult]:
-    """Every request through the engine at once (continuous batching, ``lm.gen_batch_size`` rows); input order."""
-    out: list[Any] = [None] * len(requests)
-    for i, r in engine_generate_iter(lm, prompts, requests):
-        out[i] = r
-    return out
-
-
 def engine_generate_iter(lm: Any, prompts: Sequence[tuple[str, bool]],
                          requests: Sequence[Any]) -> Iterator[tuple[int, GenerateResult]]:
     """``(index, result)`` as each request finishes; all are queued in one ``Engine.as_completed`` call, so rows

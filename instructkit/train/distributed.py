@@ -241,8 +241,7 @@ def _zero3_gathered(module: Any) -> Any:
     every rank for the duration of the call (all ranks must call)."""
     import contextlib
 
-    # DeepSpeed marks partitioned parameters; a wrapper that is not a Module (tests' stand-ins) has none
-    params = [p for p in getattr(module, "parameters", tuple)() if hasattr(p, "ds_id")]
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]  # DeepSpeed marks partitioned parameters
     if not params:
         return contextlib.nullcontext()
     import deepspeed

@@ -257,8 +257,10 @@ def test_eval_fn_runs_on_the_main_process_only_under_ddp(monkeypatch, main):
 
     calls = []
     lm = torch.nn.Linear(2, 2)
+    wrapper = torch.nn.Module()  # the training wrapper: a Module holding the model as .lm
+    wrapper.lm = lm
     acc = types.SimpleNamespace(is_main_process=main, num_processes=2, distributed_type="DistributedType.MULTI_GPU",
-                                unwrap_model=lambda w, **k: types.SimpleNamespace(lm=lm))
+                                unwrap_model=lambda w, **k: wrapper)
 
     def broadcast(objs, from_process=0):  # what rank 0 computed reaches every rank
         objs[0] = objs[0] if main else {"acc": 0.5}

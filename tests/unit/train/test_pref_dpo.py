@@ -117,11 +117,10 @@ def test_reference_pass_is_split_across_ranks_on_the_model_device(rendered, tiny
                                     distributed_type=f"DistributedType.{kind}",
                                     unwrap_model=lambda w, **k: w, reduce=lambda x, op: seen.append(x) or x,
                                     autocast=contextlib.nullcontext)
-        wrapper = types.SimpleNamespace(lm=lm)
+        # the training wrapper (a Module holding the model as .lm); under FSDP its root forward runs the pass
+        wrapper = torch.nn.Module()
+        wrapper.lm = lm
         before = refcache.FORWARDS
-        if kind == "FSDP":  # the root forward runs the pass; here a stand-in module that calls its forward
-            wrapper = torch.nn.Module()
-            wrapper.lm = lm
         parts.append(refcache.sharded_reference(acc, wrapper, rows, 3))
         forwards.append(refcache.FORWARDS - before)
         if kind != "FSDP":
